@@ -1,0 +1,206 @@
+"""Wiring: :func:`build` assembles a run without starting it, :meth:`App.run` executes it.
+
+To add behaviour, build the app, attach your own handlers to ``app.trainer`` or ``app.evaluator``, then run::
+
+    app = build(TrainConfig(epochs=5))
+
+    @app.trainer.on(Events.EPOCH_COMPLETED(every=2))
+    def my_handler(engine):
+        ...
+
+    app.run()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine
+from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar
+from ignite.handlers.tensorboard_logger import TensorboardLogger
+from ignite.metrics import Loss
+from ignite.utils import manual_seed
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ignite_app.checkpoint import Value
+from ignite_app.config import TrainConfig
+from ignite_app.data import DataBundle, build_data, build_loaders
+from ignite_app.engines import create_evaluator, create_trainer
+from ignite_app.errors import UsageError
+from ignite_app.fileio import atomic_write_text
+from ignite_app.handlers import (
+    VAL_LOSS,
+    BestReport,
+    EpochLoss,
+    EpochSummary,
+    attach_best_checkpoint,
+    attach_best_report,
+    attach_data_order,
+    attach_early_stopping,
+    attach_epoch_loss,
+    attach_epoch_summary,
+    attach_lr_scheduler,
+    attach_nan_guard,
+    attach_progress_bar,
+    attach_tensorboard,
+    attach_validation,
+)
+from ignite_app.metrics import REPORT, ConfusionMatrixMetric, write_label_map
+from ignite_app.models import build_model, build_optimizer
+from ignite_app.rundir import RunPaths, attach_log_file, create_run_dir
+
+log = logging.getLogger("ignite_app")
+
+
+@dataclass
+class Handlers:
+    """The handlers :func:`build` attached, for users who want to inspect or reconfigure them."""
+
+    epoch_loss: EpochLoss
+    best_report: BestReport
+    best_checkpoint: Checkpoint
+    early_stopping: EarlyStopping | None
+    tb_logger: TensorboardLogger
+    progress_bar: ProgressBar | None
+    summary: EpochSummary
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run reports."""
+
+    best_accuracy: float
+    best_epoch: int
+    best_checkpoint: Path
+    epochs: int
+
+
+@dataclass
+class App:
+    """A wired training run: engines, model, data and handlers. Nothing runs until :meth:`run`."""
+
+    config: TrainConfig
+    paths: RunPaths
+    device: torch.device
+    data: DataBundle
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    loss_fn: nn.Module
+    trainer: Engine
+    evaluator: Engine
+    train_loader: DataLoader
+    val_loader: DataLoader
+    handlers: Handlers
+    _log_file: logging.Handler | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.data.classes
+
+    def run(self) -> RunResult:
+        """Train for ``config.epochs`` epochs, then log the best epoch's report. Closes the app's files."""
+        try:
+            self.trainer.run(self.train_loader, max_epochs=self.config.epochs)
+            return self._finish()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Flush and close TensorBoard and ``train.log`` (idempotent)."""
+        self.handlers.tb_logger.close()
+        if self._log_file is not None:
+            log.removeHandler(self._log_file)
+            self._log_file.close()
+            self._log_file = None
+
+    def _finish(self) -> RunResult:
+        best = self.handlers.best_report
+        if best.report is not None:
+            log.info("best epoch %d: val accuracy %.2f%%", best.epoch, 100 * best.accuracy)
+            log.info("confusion matrix (rows: true class, columns: predicted class):\n%s", best.report.matrix)
+            log.info("per-class report:\n%s", best.report)
+        log.info("best checkpoint: %s", self.paths.best_model)
+        log.info("TensorBoard: tensorboard --logdir %s", self.config.output_dir)
+        return RunResult(best.accuracy, best.epoch, self.paths.best_model, self.trainer.state.epoch)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a usage error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or --device auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build(config: TrainConfig) -> App:
+    """Wire a training run from ``config``: data, model, engines and handlers. Creates the run folder."""
+    # 1. device, data and loaders
+    device = resolve_device(config.device)
+    data = build_data(config)
+    train_loader, val_loader = build_loaders(data, config, pin_memory=device.type == "cuda")
+    epoch_length = len(train_loader)
+
+    # 2. model, optimizer, loss: seeded so that a run is reproducible from --seed
+    manual_seed(config.seed)
+    model = build_model(config.model, len(data.classes), data.input_shape).to(device)
+    optimizer = build_optimizer(config.optimizer, model, config.lr, config.momentum, config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+
+    # 3. engines: step functions only
+    trainer = create_trainer(model, optimizer, loss_fn, device)
+    metrics = {REPORT: ConfusionMatrixMetric(data.classes, device=device), VAL_LOSS: Loss(loss_fn, device=device)}
+    evaluator = create_evaluator(model, device, metrics)
+
+    # 4. the run folder, once everything above has been validated
+    paths = create_run_dir(config.output_dir, config.run_name)
+    log_file = attach_log_file(paths)
+    atomic_write_text(paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
+    write_label_map(paths.label_map, data.classes)
+
+    # 5. handlers, in the order they fire at the end of an epoch
+    epoch_loss = attach_epoch_loss(trainer, device)
+    attach_data_order(trainer, train_loader.batch_sampler)
+    attach_nan_guard(trainer, every=config.log_every)
+    progress_bar = attach_progress_bar(trainer) if config.progress else None
+    attach_validation(trainer, evaluator, val_loader)
+    best_report = attach_best_report(evaluator, trainer)
+    lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
+    best_checkpoint = attach_best_checkpoint(
+        evaluator, trainer, best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, data, config),
+        paths.checkpoints)
+    early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
+    tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every)
+    summary = attach_epoch_summary(trainer, evaluator)
+
+    handlers = Handlers(epoch_loss, best_report, best_checkpoint, early_stopping, tb_logger, progress_bar, summary)
+    return App(config, paths, device, data, model, optimizer, lr_scheduler, loss_fn, trainer, evaluator,
+               train_loader, val_loader, handlers, log_file)
+
+
+def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler: Any, trainer: Engine,
+                        best: BestReport, data: DataBundle, config: TrainConfig) -> dict[str, Any]:
+    """What ``best_model.pt`` holds: the tutorial's keys plus what evaluation needs to rebuild the model."""
+    return {
+        "state_dict": model,
+        "optimizer": optimizer,
+        "lr_scheduler": lr_scheduler if lr_scheduler is not None else Value(lambda: None),
+        "best_acc": Value(lambda: float(best.accuracy)),
+        "epoch": Value(lambda: int(trainer.state.epoch)),
+        "classes": Value(lambda: list(data.classes)),
+        "config": Value(config.to_dict),
+        "normalization": Value(lambda: {"mean": list(data.mean), "std": list(data.std)}),
+        "input_shape": Value(lambda: list(data.input_shape)),
+    }
+
+
+def run(config: TrainConfig) -> RunResult:
+    """Build and run a training run."""
+    return build(config).run()

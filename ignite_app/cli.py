@@ -1,0 +1,80 @@
+"""Command line of ``scripts/train.py``, generated from :class:`~ignite_app.config.TrainConfig`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from ignite_app.config import ConfigError, TrainConfig, flag_name
+from ignite_app.errors import TrainingDiverged, UsageError
+
+log = logging.getLogger("ignite_app")
+
+
+def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
+    """One flag per config field: its type, choices and default come from the dataclass."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Train an image classifier with pytorch-ignite; outputs go to OUTPUT_DIR/RUN_NAME and "
+        "TensorBoard (tensorboard --logdir runs).",
+    )
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        default = f.default if f.default is not MISSING else None
+        kwargs: dict = {"dest": f.name, "default": default, "help": f"{meta['help']} (default: {default})"}
+        base = _base_type(hints[f.name])
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = base
+            if meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+            if meta.get("metavar"):
+                kwargs["metavar"] = meta["metavar"]
+        parser.add_argument(flag_name(f.name), **kwargs)
+    return parser
+
+
+def _base_type(hint: object) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    return base if base in (bool, int, float, str, Path) else str  # type: ignore[return-value]
+
+
+def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
+    """Parse ``argv`` into a validated config; a bad value exits with code 2 and names the flag."""
+    parser = parser or build_parser()
+    namespace = parser.parse_args(argv)
+    try:
+        return TrainConfig(**vars(namespace))
+    except ConfigError as e:
+        parser.error(str(e))
+        raise  # unreachable: parser.error exits
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``scripts/train.py``: parse, train, report. Returns the process exit code."""
+    from ignite_app.app import run  # imported late: --help stays fast and free of torch start-up
+    from ignite_app.rundir import enable_console_logging
+
+    parser = build_parser()
+    config = parse_config(argv, parser)
+    enable_console_logging()
+    try:
+        run(config)
+    except UsageError as e:
+        parser.error(str(e))
+    except TrainingDiverged as e:
+        log.error("training stopped: %s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

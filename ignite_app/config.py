@@ -1,0 +1,152 @@
+"""The run configuration: one frozen dataclass holds every option, its default, its help text and its checks.
+
+The command line (:mod:`ignite_app.cli`) is generated from the fields below, so a new option is added here once
+and appears in ``--help``, in validation and in the saved ``config.json`` together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("digits", "synthetic")
+MODELS = ("cnn", "mlp")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULERS = ("plateau", "cosine", "none")
+PLATEAU_MONITORS = ("train_loss", "val_loss", "val_accuracy")
+DEVICES = ("auto", "cpu", "cuda")
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ConfigError(ValueError):
+    """An option has a value it cannot take; the message names the flag, the value and what is allowed."""
+
+
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, low: float | None = None,
+           high: float | None = None, low_open: bool = False, metavar: str | None = None) -> Any:
+    """Declare a config field with its help text and checks (used by validation and by the CLI).
+
+    Args:
+        default: the default value.
+        help: one line for ``--help``.
+        choices: the allowed values of a string option.
+        low: smallest allowed value of a number (inclusive unless ``low_open``).
+        high: largest allowed value of a number (inclusive).
+        low_open: whether ``low`` itself is excluded.
+        metavar: how ``--help`` names the value.
+    """
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "metavar": metavar}
+    return field(default=default, metadata=meta)
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Build one directly or from the command line (``ignite_app.cli``)."""
+
+    # data
+    dataset: str = option("digits", "dataset: scikit-learn's 8x8 handwritten digits, or random synthetic "
+                          "3x32x32 images for speed tests", choices=DATASETS)
+    batch_size: int = option(64, "samples per batch, per process", low=1)
+    num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0)
+    # model and optimisation
+    model: str = option("cnn", "network architecture", choices=MODELS)
+    epochs: int = option(30, "number of epochs to train", low=1)
+    optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
+    lr: float = option(3e-3, "initial learning rate", low=0.0, low_open=True)
+    momentum: float = option(0.9, "SGD momentum (sgd only)", low=0.0, high=1.0)
+    weight_decay: float = option(1e-4, "weight decay", low=0.0)
+    lr_scheduler: str = option("plateau", "plateau: ReduceLROnPlateau stepped once per epoch; cosine: per-iteration "
+                               "cosine decay after a linear warm-up; none: constant", choices=LR_SCHEDULERS)
+    plateau_monitor: str = option("train_loss", "value the plateau scheduler watches after each epoch",
+                                  choices=PLATEAU_MONITORS)
+    plateau_factor: float = option(0.5, "plateau: multiply the lr by this when the monitored value stalls",
+                                   low=0.0, high=1.0, low_open=True)
+    plateau_patience: int = option(2, "plateau: epochs without improvement before the lr is lowered", low=0)
+    warmup_epochs: float = option(1.0, "cosine: epochs of linear lr warm-up", low=0.0)
+    early_stopping_patience: int = option(0, "stop after this many validations without a better accuracy "
+                                          "(0 = off)", low=0)
+    # run control
+    seed: int = option(0, "random seed for weights, data order and dropout", low=0)
+    device: str = option("auto", "where to train: auto picks cuda when it is available", choices=DEVICES)
+    output_dir: Path = option(Path("runs"), "folder that holds the run folders", metavar="DIR")
+    run_name: str | None = option(None, "name of this run's folder (default: the start time, e.g. "
+                                  "20261127-154500); an existing folder is never overwritten", metavar="NAME")
+    log_every: int = option(10, "iterations between two TensorBoard train/loss points", low=1)
+    epoch_length: int | None = option(None, "iterations per epoch (default: one pass over the training set); "
+                                      "small values make quick smoke runs", low=1, metavar="N")
+    progress: bool = option(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = _coerce(f.name, hints[f.name], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)  # frozen: normalise once, here
+            _check_bounds(f, value)
+        if self.run_name is not None and not _RUN_NAME.match(self.run_name):
+            raise ConfigError(f"--run-name {self.run_name!r} is not a valid folder name; use letters, digits, "
+                              "'.', '_' and '-', starting with a letter or digit")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-able values (paths become strings)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error that lists them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """Check a value against its annotation; accept an int for a float and a str for a Path."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{flag_name(name)} needs a value, got None")
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif base is Path:
+        ok = isinstance(value, (str, Path))
+        value = Path(value) if ok else value
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        raise ConfigError(f"{flag_name(name)} must be a finite {base.__name__}, got {value!r}")
+    return value
+
+
+def _check_bounds(f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    flag = flag_name(f.name)
+    if value is None:
+        return
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{flag} must be one of {', '.join(meta['choices'])}; got {value!r}")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and (value < low or (meta.get("low_open") and value == low)):
+        relation = ">" if meta.get("low_open") else ">="
+        raise ConfigError(f"{flag} must be {relation} {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{flag} must be <= {high:g}, got {value!r}")

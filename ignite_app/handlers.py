@@ -1,0 +1,338 @@
+"""Event handlers of the app. Each ``attach_*`` helper picks its event, attaches the handler and returns it.
+
+The order in which :func:`ignite_app.app.build` calls them is the order in which they fire on
+``Events.EPOCH_COMPLETED`` of the trainer: epoch loss, validation (best checkpoint, early stopping and TensorBoard
+fire inside it, on the evaluator), learning-rate record and step, TensorBoard epoch scalars, summary line.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar, global_step_from_engine
+from ignite.handlers.param_scheduler import CosineAnnealingScheduler, create_lr_scheduler_with_warmup
+from ignite.handlers.tensorboard_logger import TensorboardLogger
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader
+
+from ignite_app.checkpoint import BEST_MODEL, DurableSaver
+from ignite_app.config import TrainConfig
+from ignite_app.data import EpochBatchSampler
+from ignite_app.errors import TrainingDiverged
+from ignite_app.metrics import ACCURACY, F1_MACRO, PRECISION_MACRO, RECALL_MACRO, REPORT, ClassificationReport
+
+log = logging.getLogger("ignite_app")
+
+# trainer.state.metrics keys (epoch-level values of the training engine)
+EPOCH_LOSS = "epoch_loss"
+LR = "lr"
+# evaluator.state.metrics key of the validation loss (ignite's Loss metric)
+VAL_LOSS = "loss"
+VAL_SCALARS = (VAL_LOSS, ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO)
+# TensorBoard tags: ignite's OutputHandler writes "<tag>/<name>"
+TRAIN_TAG, VAL_TAG = "train", "val"
+
+
+def attach_data_order(trainer: Engine, batch_sampler: EpochBatchSampler) -> Callable[[Engine], None]:
+    """Give each epoch its own shuffled order; after a mid-epoch resume, skip the batches already trained on."""
+
+    def set_epoch(engine: Engine) -> None:
+        done_in_epoch = engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length
+        batch_sampler.set_epoch(engine.state.epoch, start=done_in_epoch)
+
+    # EPOCH_STARTED fires before the trainer creates the epoch's data iterator.
+    trainer.add_event_handler(Events.EPOCH_STARTED, set_epoch)
+    return set_epoch
+
+
+class EpochLoss:
+    """Sample-weighted mean training loss of each epoch, into ``trainer.state.metrics["epoch_loss"]``.
+
+    Unlike the tutorial's ``epoch_loss / i`` it divides by the number of samples seen, sums over processes, and
+    survives a mid-epoch resume: the partial sums are part of the training checkpoint (:meth:`state_dict`).
+    The sum stays on the device so that no iteration waits for the GPU.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self._sum = torch.zeros((), dtype=torch.float64, device=device)
+        self._count = 0
+
+    def reset(self, engine: Engine) -> None:
+        if engine.state.iteration % engine.state.epoch_length == 0:  # not when resuming inside the epoch
+            self._sum.zero_()
+            self._count = 0
+
+    def update(self, engine: Engine) -> None:
+        out = engine.state.output
+        self._sum += out["loss"].double() * out["batch_size"]
+        self._count += out["batch_size"]
+
+    def complete(self, engine: Engine) -> None:
+        total, count = self._reduced()
+        value = total / max(count, 1)
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"the mean training loss of epoch {engine.state.epoch} is {value}; "
+                                   "lower --lr or check the data for NaN or infinite values")
+        engine.state.metrics[EPOCH_LOSS] = value
+
+    def _reduced(self) -> tuple[float, int]:
+        total = idist.all_reduce(self._sum.clone())
+        count = int(idist.all_reduce(self._count))
+        return float(total), count
+
+    def state_dict(self) -> dict[str, Any]:
+        """The partial sums over all processes (a collective call: every rank must make it)."""
+        total, count = self._reduced()
+        return {"sum": total, "count": count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        # The saved sums are global: rank 0 carries them, the other ranks restart from zero.
+        first = idist.get_rank() == 0
+        self._sum.fill_(float(state["sum"]) if first else 0.0)
+        self._count = int(state["count"]) if first else 0
+
+
+def attach_epoch_loss(trainer: Engine, device: torch.device) -> EpochLoss:
+    """Track the epoch's mean training loss; attach it first so that later epoch handlers can read it."""
+    tracker = EpochLoss(device)
+    trainer.add_event_handler(Events.EPOCH_STARTED, tracker.reset)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, tracker.update)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, tracker.complete)
+    return tracker
+
+
+def attach_nan_guard(trainer: Engine, every: int) -> Callable[[Engine], None]:
+    """Stop with :class:`TrainingDiverged` when the loss is NaN or infinite, checked every ``every`` iterations.
+
+    ignite's ``TerminateOnNan`` ends the run as if it had completed; a diverged run must fail loudly instead.
+    Checking every iteration would make each step wait for the GPU, and a NaN stays NaN, so a sparse check
+    (plus the epoch mean, see :class:`EpochLoss`) catches it as surely.
+    """
+
+    def check(engine: Engine) -> None:
+        loss = float(engine.state.output["loss"])
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"the training loss is {loss} at iteration {engine.state.iteration} "
+                                   f"(epoch {engine.state.epoch}); lower --lr or check the data")
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=every), check)
+    return check
+
+
+def attach_validation(trainer: Engine, evaluator: Engine, val_loader: DataLoader) -> Callable[[Engine], None]:
+    """Run the evaluator over the validation set after every training epoch."""
+
+    def validate(engine: Engine) -> None:
+        evaluator.run(val_loader)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, validate)
+    return validate
+
+
+class PlateauStep:
+    """Step ``ReduceLROnPlateau`` once per epoch with the monitored value.
+
+    ignite's ``ReduceLROnPlateauScheduler`` reads one engine's metric and its ``state_dict`` holds a bound method
+    (it cannot be loaded with ``weights_only=True``); stepping the plain torch scheduler avoids both.
+    """
+
+    def __init__(self, scheduler: ReduceLROnPlateau, read: Callable[[], float]) -> None:
+        self.scheduler, self.read = scheduler, read
+
+    def __call__(self, engine: Engine) -> None:
+        self.scheduler.step(self.read())
+
+
+def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.optim.Optimizer,
+                        config: TrainConfig, epoch_length: int) -> Any:
+    """Record the epoch's lr in ``trainer.state.metrics["lr"]`` and drive the scheduler ``config`` names.
+
+    Returns the scheduler: torch's ``ReduceLROnPlateau`` (plateau), ignite's warm-up + cosine parameter scheduler
+    (cosine) or ``None``. Attach after :func:`attach_validation` so that ``val_*`` monitors are up to date.
+    """
+
+    def record_lr(engine: Engine) -> None:  # before the plateau step: the lr this epoch trained with
+        engine.state.metrics[LR] = optimizer.param_groups[0]["lr"]
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, record_lr)
+    if config.lr_scheduler == "plateau":
+        monitors: dict[str, tuple[str, Callable[[], float]]] = {
+            "train_loss": ("min", lambda: trainer.state.metrics[EPOCH_LOSS]),
+            "val_loss": ("min", lambda: evaluator.state.metrics[VAL_LOSS]),
+            "val_accuracy": ("max", lambda: evaluator.state.metrics[ACCURACY]),
+        }
+        mode, read = monitors[config.plateau_monitor]
+        scheduler = ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
+                                      patience=config.plateau_patience)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, PlateauStep(scheduler, read))
+        return scheduler
+    if config.lr_scheduler == "cosine":
+        total = config.epochs * epoch_length
+        warmup = min(round(config.warmup_epochs * epoch_length), total - 1)
+        cosine = CosineAnnealingScheduler(optimizer, "lr", start_value=config.lr, end_value=0.0,
+                                          cycle_size=total - warmup + 1)  # one cycle: no restart at the end
+        scheduler = (create_lr_scheduler_with_warmup(cosine, warmup_start_value=config.lr / max(warmup, 1),
+                                                     warmup_end_value=config.lr, warmup_duration=warmup) if warmup > 0 else cosine)
+        trainer.add_event_handler(Events.ITERATION_STARTED, scheduler)
+        return scheduler
+    return None
+
+
+@dataclass
+class BestReport:
+    """The validation report of the best epoch so far (highest accuracy; the first one wins a tie)."""
+
+    accuracy: float = -math.inf
+    epoch: int = 0
+    report: ClassificationReport | None = None
+
+    def __call__(self, evaluator: Engine, trainer: Engine) -> None:
+        accuracy = evaluator.state.metrics[ACCURACY]
+        if accuracy > self.accuracy:
+            self.accuracy, self.epoch = accuracy, trainer.state.epoch
+            self.report = evaluator.state.metrics[REPORT]
+
+    def state_dict(self) -> dict[str, Any]:
+        counts = None if self.report is None else torch.as_tensor(self.report.counts)
+        return {"accuracy": self.accuracy, "epoch": self.epoch, "counts": counts}
+
+    def load_state_dict(self, state: Mapping[str, Any], class_names: tuple[str, ...]) -> None:
+        self.accuracy, self.epoch = float(state["accuracy"]), int(state["epoch"])
+        counts = state["counts"]
+        self.report = None if counts is None else ClassificationReport.from_counts(counts.numpy(), class_names)
+
+
+def attach_best_report(evaluator: Engine, trainer: Engine) -> BestReport:
+    """Keep the report of the best validation epoch (printed at the end of the run, written by the reports)."""
+    best = BestReport()
+    evaluator.add_event_handler(Events.COMPLETED, best, trainer)
+    return best
+
+
+def attach_best_checkpoint(evaluator: Engine, trainer: Engine, to_save: Mapping[str, Any],
+                           out_dir: Path) -> Checkpoint:
+    """Write ``out_dir/best_model.pt`` whenever validation accuracy beats the best so far.
+
+    ignite's ``Checkpoint`` keeps the bookkeeping (the best score, ``state_dict`` for resuming); the
+    :class:`~ignite_app.checkpoint.DurableSaver` makes each write atomic and durable.
+    """
+    handler = Checkpoint(
+        to_save,
+        DurableSaver(out_dir),
+        filename_pattern=BEST_MODEL.replace(".pt", ".{ext}"),
+        score_function=lambda engine: engine.state.metrics[ACCURACY],
+        score_name=ACCURACY,
+        n_saved=1,
+        global_step_transform=global_step_from_engine(trainer),
+    )
+    evaluator.add_event_handler(Events.COMPLETED, handler)  # COMPLETED: the metrics are computed by then
+    return handler
+
+
+def attach_early_stopping(evaluator: Engine, trainer: Engine, patience: int) -> EarlyStopping | None:
+    """Stop training after ``patience`` validations without a better accuracy; ``None`` when patience is 0."""
+    if patience == 0:
+        return None
+    handler = EarlyStopping(patience, score_function=lambda engine: engine.state.metrics[ACCURACY], trainer=trainer)
+    evaluator.add_event_handler(Events.COMPLETED, handler)
+    return handler
+
+
+def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_every: int) -> TensorboardLogger:
+    """Write ``train/loss`` (step = iteration) and the epoch scalars ``train/*``, ``val/*`` (step = epoch).
+
+    The event file is flushed after every validation, so TensorBoard shows an epoch as soon as it is done.
+    """
+    tb = TensorboardLogger(log_dir=str(log_dir))
+    tb.attach_output_handler(trainer, Events.ITERATION_COMPLETED(every=log_every), tag=TRAIN_TAG,
+                             output_transform=lambda out: {"loss": float(out["loss"])})
+    tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=TRAIN_TAG, metric_names=[EPOCH_LOSS, LR])
+    tb.attach_output_handler(evaluator, Events.COMPLETED, tag=VAL_TAG, metric_names=list(VAL_SCALARS),
+                             global_step_transform=global_step_from_engine(trainer))
+    evaluator.add_event_handler(Events.COMPLETED, lambda _: tb.writer.flush())
+    return tb
+
+
+def every_seconds(interval: float) -> Callable[[Engine, int], bool]:
+    """Event filter: true at most once per ``interval`` seconds, and always on the last iteration of an epoch."""
+    last = [-math.inf]
+
+    def event_filter(engine: Engine, event: int) -> bool:
+        now = time.monotonic()
+        if now - last[0] >= interval or engine.state.iteration % engine.state.epoch_length == 0:
+            last[0] = now
+            return True
+        return False
+
+    return event_filter
+
+
+def attach_progress_bar(trainer: Engine, refresh_seconds: float = 0.2) -> ProgressBar:
+    """An ignite ``ProgressBar`` with the running loss, cleared at the end of each epoch.
+
+    Redrawn at most every ``refresh_seconds``: firing on every iteration costs ~0.3 ms, 10% of a digits step.
+    """
+    bar = ProgressBar(persist=False)
+    bar.attach(trainer, output_transform=lambda out: {"loss": float(out["loss"])},
+               event_name=Events.ITERATION_COMPLETED(event_filter=every_seconds(refresh_seconds)))
+    return bar
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One line of the run's history: the epoch's training and validation results."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    precision_macro: float
+    recall_macro: float
+    f1_macro: float
+    lr: float
+    seconds: float
+
+    def summary(self, max_epochs: int | None) -> str:
+        """The console and ``train.log`` line of this epoch."""
+        width = len(str(max_epochs or self.epoch))
+        return (f"epoch {self.epoch:>{width}}/{max_epochs} | train_loss {self.train_loss:.4f} | "
+                f"val_loss {self.val_loss:.4f} | val_acc {100 * self.val_accuracy:6.2f}% | "
+                f"f1_macro {self.f1_macro:.4f} | lr {self.lr:.2e} | {self.seconds:.1f}s")
+
+
+class EpochSummary:
+    """Collect an :class:`EpochRecord` after each epoch and log its summary line."""
+
+    def __init__(self, evaluator: Engine) -> None:
+        self.evaluator = evaluator
+        self.records: list[EpochRecord] = []
+        self._started = time.perf_counter()
+
+    def start(self, engine: Engine) -> None:
+        self._started = time.perf_counter()
+
+    def __call__(self, engine: Engine) -> None:
+        val = self.evaluator.state.metrics
+        record = EpochRecord(
+            epoch=engine.state.epoch, train_loss=engine.state.metrics[EPOCH_LOSS], val_loss=val[VAL_LOSS],
+            val_accuracy=val[ACCURACY], precision_macro=val[PRECISION_MACRO], recall_macro=val[RECALL_MACRO],
+            f1_macro=val[F1_MACRO], lr=engine.state.metrics[LR], seconds=time.perf_counter() - self._started)
+        self.records.append(record)
+        log.info(record.summary(engine.state.max_epochs))
+
+
+def attach_epoch_summary(trainer: Engine, evaluator: Engine) -> EpochSummary:
+    """Log one summary line per epoch; attach last, once every other epoch handler has run."""
+    summary = EpochSummary(evaluator)
+    trainer.add_event_handler(Events.EPOCH_STARTED, summary.start)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, summary)
+    return summary

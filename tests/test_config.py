@@ -1,0 +1,84 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ignite_app import models
+from ignite_app.cli import build_parser, parse_config
+from ignite_app.config import MODELS, ConfigError, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"epochs": 0}, r"--epochs must be >= 1, got 0"),
+        ({"batch_size": 2.5}, r"--batch-size must be a finite int, got 2.5"),
+        ({"lr": 0.0}, r"--lr must be > 0, got 0.0"),
+        ({"lr": float("nan")}, r"--lr must be a finite float, got nan"),
+        ({"momentum": 1.5}, r"--momentum must be <= 1, got 1.5"),
+        ({"optimizer": "rmsprop"}, r"--optimizer must be one of sgd, adam, adamw; got 'rmsprop'"),
+        ({"plateau_monitor": "val_f1"}, r"--plateau-monitor must be one of train_loss, val_loss, val_accuracy"),
+        ({"epoch_length": 0}, r"--epoch-length must be >= 1, got 0"),
+        ({"progress": "yes"}, r"--progress must be a finite bool, got 'yes'"),
+        ({"run_name": "../elsewhere"}, r"--run-name '../elsewhere' is not a valid folder name"),
+        ({"epochs": None}, r"--epochs needs a value, got None"),
+    ],
+)
+def test_invalid_values_name_the_flag_and_the_rule(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_config_round_trips_through_a_plain_dict():
+    config = TrainConfig(epochs=3, lr=0.01, output_dir="out", run_name="a-run", epoch_length=7)
+    data = config.to_dict()
+    assert data["output_dir"] == "out" and isinstance(config.output_dir, Path)
+    assert TrainConfig.from_dict(data) == config
+
+
+def test_from_dict_lists_unknown_keys():
+    with pytest.raises(ConfigError, match=r"unknown config keys \['colour'\]; known keys: batch_size"):
+        TrainConfig.from_dict({"colour": "blue"})
+
+
+def test_config_lists_exactly_the_models_that_exist():
+    assert set(MODELS) == set(models.MODELS)
+
+
+def test_cli_parses_every_option_into_the_config():
+    config = parse_config(["--epochs", "5", "--optimizer", "sgd", "--lr", "0.1", "--no-progress",
+                           "--epoch-length", "4", "--output-dir", "elsewhere", "--run-name", "r1"])
+    assert config == TrainConfig(epochs=5, optimizer="sgd", lr=0.1, progress=False, epoch_length=4,
+                                 output_dir=Path("elsewhere"), run_name="r1")
+
+
+def test_help_lists_every_option_with_its_default():
+    text = build_parser().format_help()
+    for name, value in TrainConfig().to_dict().items():
+        flag = "--" + name.replace("_", "-")
+        assert flag in text, flag
+    assert "(default: 64)" in text and "(default: plateau)" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["--lr-scheduler", "step"], "argument --lr-scheduler: invalid choice: 'step'"),
+        (["--batch-size", "many"], "argument --batch-size: invalid int value: 'many'"),
+    ],
+)
+def test_cli_rejects_bad_values_with_exit_code_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(argv)
+    assert exit_info.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def test_help_runs_without_importing_torch():
+    code = "import sys; from ignite_app.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import torch
+
+from ignite_app.config import TrainConfig
+from ignite_app.data import (
+    EpochBatchSampler,
+    ShardSampler,
+    TensorImageDataset,
+    build_loaders,
+    load_digits_data,
+)
+
+
+def flat(batches):
+    return [i for batch in batches for i in batch]
+
+
+def test_each_epoch_is_a_fresh_permutation_reproducible_from_the_seed():
+    sampler = EpochBatchSampler(100, 8, seed=3)
+    orders = {}
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        orders[epoch] = flat(sampler)
+        assert sorted(orders[epoch]) == list(range(100))
+    assert orders[1] != orders[2]
+    again = EpochBatchSampler(100, 8, seed=3)
+    again.set_epoch(2)
+    assert flat(again) == orders[2]
+    other_seed = EpochBatchSampler(100, 8, seed=4)
+    other_seed.set_epoch(2)
+    assert flat(other_seed) != orders[2]
+
+
+def test_start_skips_batches_for_one_iterator_only():
+    sampler = EpochBatchSampler(50, 4, seed=0)
+    sampler.set_epoch(5)
+    full = list(sampler)
+    sampler.set_epoch(5, start=7)
+    assert list(sampler) == full[7:]
+    assert list(sampler) == full  # the next iterator starts at the beginning again
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_split_every_epoch_into_equal_disjoint_shares(world_size):
+    size = 101
+    shards = []
+    for rank in range(world_size):
+        sampler = EpochBatchSampler(size, 4, seed=1, rank=rank, world_size=world_size)
+        sampler.set_epoch(2)
+        shards.append(flat(sampler))
+    assert len({len(EpochBatchSampler(size, 4, 1, r, world_size)) for r in range(world_size)}) == 1
+    everything = flat(shards)
+    assert set(everything) == set(range(size))
+    assert len(everything) - size == -size % world_size  # only the wrap-around padding repeats
+
+
+def test_num_batches_sets_the_epoch_length_and_cycles_through_passes():
+    sampler = EpochBatchSampler(10, 4, seed=0, num_batches=7)  # 3 batches per pass
+    sampler.set_epoch(1)
+    batches = list(sampler)
+    assert len(sampler) == 7 and len(batches) == 7
+    assert sorted(flat(batches[0:3])) == list(range(10)) and sorted(flat(batches[3:6])) == list(range(10))
+    assert flat(batches[0:3]) != flat(batches[3:6])
+
+
+def test_a_last_batch_of_one_sample_is_dropped():
+    sampler = EpochBatchSampler(9, 4, seed=0)
+    sampler.set_epoch(1)
+    assert [len(b) for b in sampler] == [4, 4]
+    assert [len(b) for b in EpochBatchSampler(10, 4, seed=0)] == [4, 4, 2]
+
+
+def test_validation_shards_cover_every_sample_exactly_once():
+    shards = [list(ShardSampler(11, rank, 3)) for rank in range(3)]
+    assert sorted(flat(shards)) == list(range(11))
+    assert [len(ShardSampler(11, rank, 3)) for rank in range(3)] == [4, 4, 3]
+
+
+def test_digits_split_is_fixed_stratified_and_normalised_with_training_statistics():
+    data = load_digits_data()
+    assert (len(data.train), len(data.val)) == (1437, 360)
+    assert data.classes == tuple(str(d) for d in range(10)) and data.input_shape == (1, 8, 8)
+    train_y, val_y = data.train.labels.numpy(), data.val.labels.numpy()
+    np.testing.assert_allclose(np.bincount(val_y) / len(val_y), np.bincount(train_y) / len(train_y), atol=0.01)
+    assert abs(float(data.train.images.mean())) < 1e-5 and abs(float(data.train.images.std()) - 1) < 1e-3
+    assert torch.equal(load_digits_data().val.images, data.val.images)  # same split every time
+
+
+def test_batched_fetch_matches_per_sample_fetch():
+    dataset = TensorImageDataset(torch.randn(20, 1, 4, 4), torch.arange(20))
+    x, y = dataset.__getitems__([3, 7, 1])
+    assert torch.equal(x, torch.stack([dataset[i][0] for i in (3, 7, 1)])) and y.tolist() == [3, 7, 1]
+    with pytest.raises(ValueError, match=r"expected images \(N, C, H, W\) and labels \(N,\), got \(20, 16\)"):
+        TensorImageDataset(torch.randn(20, 16), torch.arange(20))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loaders_yield_the_sampler_batches(num_workers):
+    data = load_digits_data()
+    train, val = build_loaders(data, TrainConfig(batch_size=100, num_workers=num_workers, epoch_length=3))
+    train.batch_sampler.set_epoch(1)
+    expected = [data.train.labels[b] for b in train.batch_sampler]
+    train.batch_sampler.set_epoch(1)
+    got = [y for _, y in train]
+    assert len(got) == 3 and all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert sum(len(y) for _, y in val) == 360
