@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 from ignite.metrics import Loss
@@ -28,12 +31,13 @@ from ignite.utils import manual_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ignite_app.checkpoint import Value
+from ignite_app.checkpoint import RNGState, Value, attach_training_checkpoint
 from ignite_app.config import TrainConfig
 from ignite_app.data import DataBundle, build_data, build_loaders
 from ignite_app.engines import create_evaluator, create_trainer
-from ignite_app.errors import UsageError
-from ignite_app.fileio import atomic_write_text
+from ignite_app.errors import Interrupted, UsageError
+from ignite_app.eventfiles import purge_events_after
+from ignite_app.fileio import atomic_write_text, remove_stale_temporaries
 from ignite_app.handlers import (
     VAL_LOSS,
     BestReport,
@@ -53,7 +57,9 @@ from ignite_app.handlers import (
 )
 from ignite_app.metrics import REPORT, ConfusionMatrixMetric, write_label_map
 from ignite_app.models import build_model, build_optimizer
-from ignite_app.rundir import RunPaths, attach_log_file, create_run_dir
+from ignite_app.resume import ResumePoint, check_resumable, find_resume_point, restore
+from ignite_app.rundir import RunLock, RunPaths, attach_log_file, open_run_dir
+from ignite_app.signals import GracefulStop, attach_graceful_stop
 
 log = logging.getLogger("ignite_app")
 
@@ -69,6 +75,8 @@ class Handlers:
     tb_logger: TensorboardLogger
     progress_bar: ProgressBar | None
     summary: EpochSummary
+    training_checkpoint: Checkpoint
+    graceful_stop: GracefulStop
 
 
 @dataclass(frozen=True)
@@ -98,27 +106,34 @@ class App:
     train_loader: DataLoader
     val_loader: DataLoader
     handlers: Handlers
-    _log_file: logging.Handler | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.data.classes
 
     def run(self) -> RunResult:
-        """Train for ``config.epochs`` epochs, then log the best epoch's report. Closes the app's files."""
+        """Train up to ``config.epochs`` epochs, then log the best epoch's report. Closes the app's files.
+
+        Raises:
+            Interrupted: SIGTERM or SIGINT stopped the run after a checkpoint (``exit_code`` is 143 or 130).
+            TrainingDiverged: the loss became NaN or infinite.
+        """
+        stop = self.handlers.graceful_stop
+        stop.install()
         try:
             self.trainer.run(self.train_loader, max_epochs=self.config.epochs)
+            if stop.stopped_at is not None:
+                raise Interrupted(stop.signum or 0, stop.stopped_at, self.paths.root.name)
             return self._finish()
         finally:
+            stop.uninstall()
             self.close()
 
     def close(self) -> None:
-        """Flush and close TensorBoard and ``train.log`` (idempotent)."""
-        self.handlers.tb_logger.close()
-        if self._log_file is not None:
-            log.removeHandler(self._log_file)
-            self._log_file.close()
-            self._log_file = None
+        """Flush and close TensorBoard and ``train.log``, release the run folder (idempotent)."""
+        while self._closers:
+            self._closers.pop()()
 
     def _finish(self) -> RunResult:
         best = self.handlers.best_report
@@ -141,48 +156,89 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build(config: TrainConfig) -> App:
-    """Wire a training run from ``config``: data, model, engines and handlers. Creates the run folder."""
-    # 1. device, data and loaders
+    """Wire a training run from ``config``: data, model, engines and handlers. Creates (or reopens) the run folder.
+
+    Everything that can be refused (options, data, a checkpoint to resume) is checked before the run folder is
+    touched.
+    """
+    # 1. the checkpoint to resume from, if any; it decides the run folder
+    resume, config = find_resume_point(config)
+
+    # 2. device, data and loaders
     device = resolve_device(config.device)
     data = build_data(config)
     train_loader, val_loader = build_loaders(data, config, pin_memory=device.type == "cuda")
     epoch_length = len(train_loader)
+    if resume is not None:
+        check_resumable(resume, config, data.classes)
 
-    # 2. model, optimizer, loss: seeded so that a run is reproducible from --seed
+    # 3. model, optimizer, loss: seeded so that a run is reproducible from --seed
     manual_seed(config.seed)
     model = build_model(config.model, len(data.classes), data.input_shape).to(device)
     optimizer = build_optimizer(config.optimizer, model, config.lr, config.momentum, config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
 
-    # 3. engines: step functions only
+    # 4. engines: step functions only
     trainer = create_trainer(model, optimizer, loss_fn, device)
     metrics = {REPORT: ConfusionMatrixMetric(data.classes, device=device), VAL_LOSS: Loss(loss_fn, device=device)}
     evaluator = create_evaluator(model, device, metrics)
 
-    # 4. the run folder, once everything above has been validated
-    paths = create_run_dir(config.output_dir, config.run_name)
+    # 5. the run folder, once everything above has been accepted
+    closers: list[Callable[[], None]] = []
+    paths = open_run_dir(config.output_dir, config.run_name, existing_ok=config.resume is not None)
+    closers.append(RunLock(paths).release)
     log_file = attach_log_file(paths)
-    atomic_write_text(paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
-    write_label_map(paths.label_map, data.classes)
+    closers.append(lambda: _detach_log_file(log_file))
+    prepare_run_dir(paths, config, data.classes, resume)
 
-    # 5. handlers, in the order they fire at the end of an epoch
+    # 6. handlers, in the order they fire at the end of an epoch
     epoch_loss = attach_epoch_loss(trainer, device)
     attach_data_order(trainer, train_loader.batch_sampler)
     attach_nan_guard(trainer, every=config.log_every)
     progress_bar = attach_progress_bar(trainer) if config.progress else None
     attach_validation(trainer, evaluator, val_loader)
-    best_report = attach_best_report(evaluator, trainer)
+    best_report = attach_best_report(evaluator, trainer, data.classes)
     lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
     best_checkpoint = attach_best_checkpoint(
         evaluator, trainer, best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, data, config),
         paths.checkpoints)
     early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
     tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every)
+    closers.append(tb_logger.close)
     summary = attach_epoch_summary(trainer, evaluator)
+    state = training_state(trainer, model, optimizer, lr_scheduler, early_stopping, best_checkpoint, best_report,
+                           epoch_loss, data, config)
+    training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
+                                                     config.checkpoint_every)
+    graceful_stop = attach_graceful_stop(trainer, training_checkpoint)
 
-    handlers = Handlers(epoch_loss, best_report, best_checkpoint, early_stopping, tb_logger, progress_bar, summary)
+    # 7. put the resumed state back
+    if resume is not None:
+        restore({k: v for k, v in state.items() if k != RNG}, resume)
+        # The RNG is restored last, just before the first step: building consumed random numbers.
+        trainer.add_event_handler(Events.STARTED, lambda _: state[RNG].load_state_dict(resume.checkpoint[RNG]))
+
+    handlers = Handlers(epoch_loss, best_report, best_checkpoint, early_stopping, tb_logger, progress_bar, summary,
+                        training_checkpoint, graceful_stop)
     return App(config, paths, device, data, model, optimizer, lr_scheduler, loss_fn, trainer, evaluator,
-               train_loader, val_loader, handlers, log_file)
+               train_loader, val_loader, handlers, closers)
+
+
+def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ...],
+                    resume: ResumePoint | None) -> None:
+    """Write the config and label map; on a resume, drop the TensorBoard points written after the checkpoint."""
+    remove_stale_temporaries(paths.root)
+    if paths.checkpoints.is_dir():
+        remove_stale_temporaries(paths.checkpoints)
+    # -inf: a run that restarts in its folder (--resume auto, no checkpoint yet) drops all earlier points
+    purge_events_after(paths.root, resume.saved_at if resume is not None else -math.inf)
+    atomic_write_text(paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
+    write_label_map(paths.label_map, classes)
+
+
+def _detach_log_file(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    handler.close()
 
 
 def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler: Any, trainer: Engine,
@@ -199,6 +255,32 @@ def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_s
         "normalization": Value(lambda: {"mean": list(data.mean), "std": list(data.std)}),
         "input_shape": Value(lambda: list(data.input_shape)),
     }
+
+
+RNG = "rng"
+
+
+def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler: Any,
+                   early_stopping: EarlyStopping | None, best_checkpoint: Checkpoint, best_report: BestReport,
+                   epoch_loss: EpochLoss, data: DataBundle, config: TrainConfig) -> dict[str, Any]:
+    """What a training checkpoint holds: every object whose state the rest of the run depends on."""
+    state: dict[str, Any] = {
+        "trainer": trainer,
+        "model": model,
+        "optimizer": optimizer,
+        "best_checkpoint": best_checkpoint,
+        "best_report": best_report,
+        "epoch_loss": epoch_loss,
+        RNG: RNGState(),
+        "classes": Value(lambda: list(data.classes)),
+        "config": Value(config.to_dict),
+        "saved_at": Value(time.time),  # TensorBoard points stamped later are dropped on resume
+    }
+    if lr_scheduler is not None:
+        state["lr_scheduler"] = lr_scheduler
+    if early_stopping is not None:
+        state["early_stopping"] = early_stopping
+    return state
 
 
 def run(config: TrainConfig) -> RunResult:

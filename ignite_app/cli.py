@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import typing
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from ignite_app.config import ConfigError, TrainConfig, flag_name
-from ignite_app.errors import TrainingDiverged, UsageError
+from ignite_app.errors import Interrupted, TrainingDiverged, UsageError
 
 log = logging.getLogger("ignite_app")
 
@@ -58,6 +59,21 @@ def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPar
         raise  # unreachable: parser.error exits
 
 
+def resume_command(prog: str, argv: Sequence[str] | None, run_name: str) -> str:
+    """The command that continues an interrupted run: the same options, plus ``--resume auto --run-name``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--resume", "--run-name"):
+            skip = True
+        elif not arg.startswith(("--resume=", "--run-name=")):
+            kept.append(arg)
+    return shlex.join(["python", f"scripts/{prog}", *kept, "--resume", "auto", "--run-name", run_name])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/train.py``: parse, train, report. Returns the process exit code."""
     from ignite_app.app import run  # imported late: --help stays fast and free of torch start-up
@@ -68,11 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_console_logging()
     try:
         run(config)
-    except UsageError as e:
-        parser.error(str(e))
+    except UsageError as e:  # the options parsed, but the run cannot start as asked: no usage text needed
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     except TrainingDiverged as e:
         log.error("training stopped: %s", e)
         return 1
+    except Interrupted as e:
+        log.error("%s; continue it with: %s", e, resume_command(parser.prog, argv, e.run_name))
+        return e.exit_code
     return 0
 
 

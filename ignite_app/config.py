@@ -29,7 +29,8 @@ class ConfigError(ValueError):
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, low: float | None = None,
-           high: float | None = None, low_open: bool = False, metavar: str | None = None) -> Any:
+           high: float | None = None, low_open: bool = False, metavar: str | None = None,
+           affects_results: bool = True) -> Any:
     """Declare a config field with its help text and checks (used by validation and by the CLI).
 
     Args:
@@ -40,8 +41,11 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, l
         high: largest allowed value of a number (inclusive).
         low_open: whether ``low`` itself is excluded.
         metavar: how ``--help`` names the value.
+        affects_results: whether the trained weights depend on it; a run can only be resumed with the same values
+            of such options (``--epochs`` aside), while the others (output, logging, speed) may change.
     """
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "metavar": metavar}
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "metavar": metavar,
+            "affects_results": affects_results}
     return field(default=default, metadata=meta)
 
 
@@ -58,10 +62,12 @@ class TrainConfig:
     dataset: str = option("digits", "dataset: scikit-learn's 8x8 handwritten digits, or random synthetic "
                           "3x32x32 images for speed tests", choices=DATASETS)
     batch_size: int = option(64, "samples per batch, per process", low=1)
-    num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0)
+    num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0,
+                              affects_results=False)
     # model and optimisation
     model: str = option("cnn", "network architecture", choices=MODELS)
-    epochs: int = option(30, "number of epochs to train", low=1)
+    epochs: int = option(30, "number of epochs to train (a resumed run may be given more)", low=1,
+                         affects_results=False)
     optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
     lr: float = option(3e-3, "initial learning rate", low=0.0, low_open=True)
     momentum: float = option(0.9, "SGD momentum (sgd only)", low=0.0, high=1.0)
@@ -78,14 +84,26 @@ class TrainConfig:
                                           "(0 = off)", low=0)
     # run control
     seed: int = option(0, "random seed for weights, data order and dropout", low=0)
-    device: str = option("auto", "where to train: auto picks cuda when it is available", choices=DEVICES)
-    output_dir: Path = option(Path("runs"), "folder that holds the run folders", metavar="DIR")
+    device: str = option("auto", "where to train: auto picks cuda when it is available", choices=DEVICES,
+                         affects_results=False)
+    output_dir: Path = option(Path("runs"), "folder that holds the run folders", metavar="DIR",
+                              affects_results=False)
     run_name: str | None = option(None, "name of this run's folder (default: the start time, e.g. "
-                                  "20261127-154500); an existing folder is never overwritten", metavar="NAME")
-    log_every: int = option(10, "iterations between two TensorBoard train/loss points", low=1)
+                                  "20261127-154500); an existing folder is never overwritten, except to resume "
+                                  "it", metavar="NAME", affects_results=False)
+    log_every: int = option(10, "iterations between two TensorBoard train/loss points", low=1,
+                            affects_results=False)
     epoch_length: int | None = option(None, "iterations per epoch (default: one pass over the training set); "
                                       "small values make quick smoke runs", low=1, metavar="N")
-    progress: bool = option(True, "show a progress bar")
+    progress: bool = option(True, "show a progress bar", affects_results=False)
+    # checkpoints and resuming
+    checkpoint_every: int | None = option(None, "also write a training checkpoint every N iterations (one is "
+                                          "always written after each epoch)", low=1, metavar="N",
+                                          affects_results=False)
+    keep_last: int = option(2, "training checkpoints to keep (the newest ones)", low=1, affects_results=False)
+    resume: str | None = option(None, "continue a run: a training checkpoint's path, or 'auto' for the newest "
+                                "readable checkpoint of --run-name (none yet: start it)", metavar="PATH|auto",
+                                affects_results=False)
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -96,10 +114,18 @@ class TrainConfig:
         if self.run_name is not None and not _RUN_NAME.match(self.run_name):
             raise ConfigError(f"--run-name {self.run_name!r} is not a valid folder name; use letters, digits, "
                               "'.', '_' and '-', starting with a letter or digit")
+        if self.resume == "auto" and self.run_name is None:
+            raise ConfigError("--resume auto needs --run-name: it continues the run of that name")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values (paths become strings)."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def result_differences(self, other: TrainConfig) -> list[str]:
+        """The options that change the trained weights and differ from ``other``, as ``--flag: a -> b`` lines."""
+        return [f"{flag_name(f.name)}: {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
+                for f in fields(self)
+                if f.metadata["affects_results"] and getattr(self, f.name) != getattr(other, f.name)]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

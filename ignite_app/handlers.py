@@ -187,13 +187,14 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
     return None
 
 
-@dataclass
 class BestReport:
     """The validation report of the best epoch so far (highest accuracy; the first one wins a tie)."""
 
-    accuracy: float = -math.inf
-    epoch: int = 0
-    report: ClassificationReport | None = None
+    def __init__(self, class_names: tuple[str, ...]) -> None:
+        self.class_names = class_names
+        self.accuracy = -math.inf
+        self.epoch = 0
+        self.report: ClassificationReport | None = None
 
     def __call__(self, evaluator: Engine, trainer: Engine) -> None:
         accuracy = evaluator.state.metrics[ACCURACY]
@@ -205,15 +206,15 @@ class BestReport:
         counts = None if self.report is None else torch.as_tensor(self.report.counts)
         return {"accuracy": self.accuracy, "epoch": self.epoch, "counts": counts}
 
-    def load_state_dict(self, state: Mapping[str, Any], class_names: tuple[str, ...]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.accuracy, self.epoch = float(state["accuracy"]), int(state["epoch"])
         counts = state["counts"]
-        self.report = None if counts is None else ClassificationReport.from_counts(counts.numpy(), class_names)
+        self.report = None if counts is None else ClassificationReport.from_counts(counts.numpy(), self.class_names)
 
 
-def attach_best_report(evaluator: Engine, trainer: Engine) -> BestReport:
+def attach_best_report(evaluator: Engine, trainer: Engine, class_names: tuple[str, ...]) -> BestReport:
     """Keep the report of the best validation epoch (printed at the end of the run, written by the reports)."""
-    best = BestReport()
+    best = BestReport(class_names)
     evaluator.add_event_handler(Events.COMPLETED, best, trainer)
     return best
 

@@ -7,12 +7,14 @@
         label_map.txt        class names, line i = class i (the tutorial's format)
         train.log            the summary lines
         events.out.tfevents.*  TensorBoard
-        checkpoints/         best_model.pt
+        checkpoints/         best_model.pt, training_<iteration>.pt
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,42 @@ def create_run_dir(output_dir: Path, run_name: str | None) -> RunPaths:
         except FileExistsError:
             continue
     raise UsageError(f"could not create a run folder named after {base} in {output_dir}; pass --run-name")
+
+
+def open_run_dir(output_dir: Path, run_name: str | None, existing_ok: bool) -> RunPaths:
+    """The run folder: a new one, or (``existing_ok``, when resuming) the named one, created if missing."""
+    if not existing_ok:
+        return create_run_dir(output_dir, run_name)
+    root = output_dir / str(run_name)
+    root.mkdir(parents=True, exist_ok=True)
+    return RunPaths(root)
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the life of the run: two processes never write the same run.
+
+    ``flock`` locks belong to the open file: the kernel drops them when the process dies, even by ``kill -9``, so
+    a crashed run never leaves a stale lock behind.
+    """
+
+    def __init__(self, paths: RunPaths) -> None:
+        self.path = paths.root / ".lock"
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            self._fd = None
+            raise UsageError(f"run folder {paths.root} is in use by another training process (pid {holder}); "
+                             "wait for it to finish or choose another --run-name") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
 
 
 def attach_log_file(paths: RunPaths) -> logging.Handler:
