@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar
@@ -34,7 +35,7 @@ from torch.utils.data import DataLoader
 from ignite_app.checkpoint import RNGState, Value, attach_training_checkpoint
 from ignite_app.config import TrainConfig
 from ignite_app.data import DataBundle, build_data, build_loaders
-from ignite_app.engines import create_evaluator, create_trainer
+from ignite_app.engines import StepOptions, create_evaluator, create_trainer
 from ignite_app.errors import Interrupted, UsageError
 from ignite_app.eventfiles import purge_events_after
 from ignite_app.fileio import atomic_write_text, remove_stale_temporaries
@@ -72,7 +73,7 @@ class Handlers:
     best_report: BestReport
     best_checkpoint: Checkpoint
     early_stopping: EarlyStopping | None
-    tb_logger: TensorboardLogger
+    tb_logger: TensorboardLogger | None  # rank 0 only
     progress_bar: ProgressBar | None
     summary: EpochSummary
     training_checkpoint: Checkpoint
@@ -147,11 +148,17 @@ class App:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a usage error."""
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a usage error.
+
+    With several processes on a GPU machine each one takes the GPU of its local rank.
+    """
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or --device auto")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and idist.get_world_size() > 1:
+        torch.cuda.set_device(idist.get_local_rank())
+        return torch.device("cuda", idist.get_local_rank())
     return torch.device(name)
 
 
@@ -159,43 +166,55 @@ def build(config: TrainConfig) -> App:
     """Wire a training run from ``config``: data, model, engines and handlers. Creates (or reopens) the run folder.
 
     Everything that can be refused (options, data, a checkpoint to resume) is checked before the run folder is
-    touched.
+    touched. With several processes, every process calls ``build``; rank 0 alone owns the run folder's files.
     """
+    rank, world_size = idist.get_rank(), idist.get_world_size()
+    first = rank == 0
+
     # 1. the checkpoint to resume from, if any; it decides the run folder
     resume, config = find_resume_point(config)
 
-    # 2. device, data and loaders
+    # 2. device, data and loaders: each process gets its share of every epoch
     device = resolve_device(config.device)
+    options = StepOptions(device, non_blocking=device.type == "cuda", amp=config.amp,
+                          channels_last=config.channels_last)
     data = build_data(config)
-    train_loader, val_loader = build_loaders(data, config, pin_memory=device.type == "cuda")
+    train_loader, val_loader = build_loaders(data, config, rank, world_size, pin_memory=device.type == "cuda")
     epoch_length = len(train_loader)
     if resume is not None:
         check_resumable(resume, config, data.classes)
 
-    # 3. model, optimizer, loss: seeded so that a run is reproducible from --seed
-    manual_seed(config.seed)
+    # 3. model, optimizer, loss: seeded so that a run is reproducible from --seed (and each rank drops differently)
+    manual_seed(config.seed + rank)
     model = build_model(config.model, len(data.classes), data.input_shape).to(device)
-    optimizer = build_optimizer(config.optimizer, model, config.lr, config.momentum, config.weight_decay)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = idist.auto_model(model)  # DistributedDataParallel when there are several processes
+    optimizer = idist.auto_optim(build_optimizer(config.optimizer, model, config.lr, config.momentum,
+                                                 config.weight_decay))
+    scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     loss_fn = nn.CrossEntropyLoss()
 
-    # 4. engines: step functions only
-    trainer = create_trainer(model, optimizer, loss_fn, device)
+    # 4. engines: step functions only; evaluation runs the bare model (DDP would sync on every forward)
+    trainer = create_trainer(model, optimizer, loss_fn, options, scaler)
     metrics = {REPORT: ConfusionMatrixMetric(data.classes, device=device), VAL_LOSS: Loss(loss_fn, device=device)}
-    evaluator = create_evaluator(model, device, metrics)
+    evaluator = create_evaluator(unwrap(model), options, metrics)
 
-    # 5. the run folder, once everything above has been accepted
+    # 5. the run folder, once everything above has been accepted; rank 0 creates it and tells the others
     closers: list[Callable[[], None]] = []
-    paths = open_run_dir(config.output_dir, config.run_name, existing_ok=config.resume is not None)
-    closers.append(RunLock(paths).release)
+    paths = share_run_dir(config, data.classes, resume, closers)
     log_file = attach_log_file(paths)
     closers.append(lambda: _detach_log_file(log_file))
-    prepare_run_dir(paths, config, data.classes, resume)
+    if first:
+        log_start(config, data, device, world_size, paths)
 
     # 6. handlers, in the order they fire at the end of an epoch
     epoch_loss = attach_epoch_loss(trainer, device)
     attach_data_order(trainer, train_loader.batch_sampler)
     attach_nan_guard(trainer, every=config.log_every)
-    progress_bar = attach_progress_bar(trainer) if config.progress else None
+    progress_bar = attach_progress_bar(trainer) if config.progress and first else None
+    if world_size > 1:
+        attach_buffer_sync(evaluator, unwrap(model))
     attach_validation(trainer, evaluator, val_loader)
     best_report = attach_best_report(evaluator, trainer, data.classes)
     lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
@@ -203,11 +222,12 @@ def build(config: TrainConfig) -> App:
         evaluator, trainer, best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, data, config),
         paths.checkpoints)
     early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
-    tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every)
-    closers.append(tb_logger.close)
+    tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every) if first else None
+    if tb_logger is not None:
+        closers.append(tb_logger.close)
     summary = attach_epoch_summary(trainer, evaluator)
     state = training_state(trainer, model, optimizer, lr_scheduler, early_stopping, best_checkpoint, best_report,
-                           epoch_loss, data, config)
+                           epoch_loss, scaler, data, config)
     training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
                                                      config.checkpoint_every)
     graceful_stop = attach_graceful_stop(trainer, training_checkpoint)
@@ -222,6 +242,56 @@ def build(config: TrainConfig) -> App:
                         training_checkpoint, graceful_stop)
     return App(config, paths, device, data, model, optimizer, lr_scheduler, loss_fn, trainer, evaluator,
                train_loader, val_loader, handlers, closers)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def attach_buffer_sync(evaluator: Engine, model: nn.Module) -> Callable[[Engine], None]:
+    """Before each validation, give every rank rank 0's buffers (batch-norm statistics).
+
+    DDP keeps the parameters equal across ranks, but each rank's last training forward updates its own running
+    statistics; without this, each rank would evaluate a slightly different model.
+    """
+
+    def sync(engine: Engine) -> None:
+        for buffer in model.buffers():
+            buffer.copy_(idist.broadcast(buffer, src=0))
+
+    evaluator.add_event_handler(Events.STARTED, sync)
+    return sync
+
+
+def share_run_dir(config: TrainConfig, classes: tuple[str, ...], resume: ResumePoint | None,
+                  closers: list[Callable[[], None]]) -> RunPaths:
+    """Rank 0 creates (or reopens), locks and prepares the run folder; every rank gets its path."""
+    root, error = "", ""
+    if idist.get_rank() == 0:
+        try:
+            paths = open_run_dir(config.output_dir, config.run_name, existing_ok=config.resume is not None)
+            closers.append(RunLock(paths).release)
+            prepare_run_dir(paths, config, classes, resume)
+            root = str(paths.root)
+        except UsageError as e:
+            error = str(e)
+    if idist.get_world_size() > 1:
+        # One broadcast carries either the folder or rank 0's refusal, so no rank waits for a folder that never comes.
+        root, error = idist.broadcast(root, src=0), idist.broadcast(error, src=0)
+    if error:
+        raise UsageError(error)
+    return RunPaths(Path(root))
+
+
+def log_start(config: TrainConfig, data: DataBundle, device: torch.device, world_size: int,
+              paths: RunPaths) -> None:
+    """What the run is about to do, in one place at the top of the log."""
+    log.info("data: %s, %d training and %d validation images, %d classes, input %s",
+             config.dataset, len(data.train), len(data.val), len(data.classes), "x".join(map(str, data.input_shape)))
+    log.info("batch size: %d per process x %d process%s = %d per step; device %s", config.batch_size, world_size,
+             "" if world_size == 1 else "es", config.batch_size * world_size, device)
+    log.info("run folder: %s", paths.root)
 
 
 def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ...],
@@ -262,7 +332,8 @@ RNG = "rng"
 
 def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler: Any,
                    early_stopping: EarlyStopping | None, best_checkpoint: Checkpoint, best_report: BestReport,
-                   epoch_loss: EpochLoss, data: DataBundle, config: TrainConfig) -> dict[str, Any]:
+                   epoch_loss: EpochLoss, scaler: torch.amp.GradScaler | None, data: DataBundle,
+                   config: TrainConfig) -> dict[str, Any]:
     """What a training checkpoint holds: every object whose state the rest of the run depends on."""
     state: dict[str, Any] = {
         "trainer": trainer,
@@ -275,7 +346,10 @@ def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Opt
         "classes": Value(lambda: list(data.classes)),
         "config": Value(config.to_dict),
         "saved_at": Value(time.time),  # TensorBoard points stamped later are dropped on resume
+        "world_size": Value(idist.get_world_size),
     }
+    if scaler is not None:
+        state["scaler"] = scaler
     if lr_scheduler is not None:
         state["lr_scheduler"] = lr_scheduler
     if early_stopping is not None:

@@ -60,13 +60,14 @@ class DurableSaver(BaseSaveHandler):
             self.dirname.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        if idist.get_rank() != self.save_on_rank:
-            return
-        atomic_write(self.dirname / filename, lambda f: torch.save(checkpoint, f))
-        for name in self._pending_removal:
-            if name != filename:
-                (self.dirname / name).unlink(missing_ok=True)
-        self._pending_removal.clear()
+        if idist.get_rank() == self.save_on_rank:
+            atomic_write(self.dirname / filename, lambda f: torch.save(checkpoint, f))
+            for name in self._pending_removal:
+                if name != filename:
+                    (self.dirname / name).unlink(missing_ok=True)
+            self._pending_removal.clear()
+        if idist.get_world_size() > 1:
+            idist.barrier()  # no rank runs ahead (or exits) before the file is in place
 
     def remove(self, filename: str) -> None:
         if idist.get_rank() == self.save_on_rank:
@@ -89,17 +90,21 @@ class Value:
 class RNGState:
     """The random number generators (python, numpy, torch, CUDA) as a checkpointable object.
 
-    Restoring them makes the dropout masks after a resume those of the uninterrupted run. numpy's state is stored
-    as a tensor so that the file still loads with ``weights_only=True``.
+    Restoring them makes the dropout masks after a resume those of the uninterrupted run. Each process draws its
+    own masks, so the torch generator of every rank is gathered into the file (a collective call). numpy's state is
+    stored as a tensor so that the file still loads with ``weights_only=True``.
     """
 
     def state_dict(self) -> dict[str, Any]:
         kind, keys, pos, has_gauss, cached = np.random.get_state()
+        torch_state = torch.get_rng_state()
         return {
             "python": random.getstate(),
             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "torch": torch.get_rng_state(),
+            "torch": torch_state,
+            "torch_per_rank": (idist.all_gather(torch_state).view(idist.get_world_size(), -1)
+                               if idist.get_world_size() > 1 else torch_state.unsqueeze(0)),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
@@ -108,7 +113,10 @@ class RNGState:
         n = state["numpy"]
         np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                              n["cached_gaussian"]))
-        torch.set_rng_state(state["torch"])
+        per_rank = state.get("torch_per_rank")
+        rank = idist.get_rank()
+        torch.set_rng_state(per_rank[rank].clone() if per_rank is not None and rank < len(per_rank)
+                            else state["torch"])
         if state["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
 import typing
@@ -12,10 +11,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from ignite_app.config import ConfigError, TrainConfig, flag_name
-from ignite_app.errors import Interrupted, TrainingDiverged, UsageError
-
-log = logging.getLogger("ignite_app")
-
+from ignite_app.errors import UsageError
 
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     """One flag per config field: its type, choices and default come from the dataclass."""
@@ -76,23 +72,15 @@ def resume_command(prog: str, argv: Sequence[str] | None, run_name: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/train.py``: parse, train, report. Returns the process exit code."""
-    from ignite_app.app import run  # imported late: --help stays fast and free of torch start-up
-    from ignite_app.rundir import enable_console_logging
+    from ignite_app.distributed import launch  # imported late: --help stays fast and free of torch start-up
 
     parser = build_parser()
     config = parse_config(argv, parser)
-    enable_console_logging()
     try:
-        run(config)
+        return launch(config, parser.prog, None if argv is None else list(argv))
     except UsageError as e:  # the options parsed, but the run cannot start as asked: no usage text needed
         parser.exit(2, f"{parser.prog}: error: {e}\n")
-    except TrainingDiverged as e:
-        log.error("training stopped: %s", e)
-        return 1
-    except Interrupted as e:
-        log.error("%s; continue it with: %s", e, resume_command(parser.prog, argv, e.run_name))
-        return e.exit_code
-    return 0
+    return 2  # unreachable: parser.exit raises SystemExit
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULERS = ("plateau", "cosine", "none")
 PLATEAU_MONITORS = ("train_loss", "val_loss", "val_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("gloo", "nccl")
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -61,7 +62,8 @@ class TrainConfig:
     # data
     dataset: str = option("digits", "dataset: scikit-learn's 8x8 handwritten digits, or random synthetic "
                           "3x32x32 images for speed tests", choices=DATASETS)
-    batch_size: int = option(64, "samples per batch, per process", low=1)
+    batch_size: int = option(64, "samples per batch in each process: with N processes a step trains on N x "
+                             "BATCH_SIZE samples", low=1)
     num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0,
                               affects_results=False)
     # model and optimisation
@@ -96,6 +98,15 @@ class TrainConfig:
     epoch_length: int | None = option(None, "iterations per epoch (default: one pass over the training set); "
                                       "small values make quick smoke runs", low=1, metavar="N")
     progress: bool = option(True, "show a progress bar", affects_results=False)
+    # several processes, GPUs
+    backend: str | None = option(None, "torch.distributed backend: gloo (CPU) or nccl (GPUs); needed with "
+                                 "--nproc-per-node and under torchrun", choices=BACKENDS, affects_results=False)
+    nproc_per_node: int | None = option(None, "start this many training processes on this machine (not under "
+                                        "torchrun, which starts them itself)", low=1, metavar="N",
+                                        affects_results=False)
+    amp: bool = option(False, "automatic mixed precision: float16 with a gradient scaler on CUDA, bfloat16 on CPU")
+    channels_last: bool = option(False, "channels-last memory layout (faster convolutions on recent GPUs)",
+                                 affects_results=False)
     # checkpoints and resuming
     checkpoint_every: int | None = option(None, "also write a training checkpoint every N iterations (one is "
                                           "always written after each epoch)", low=1, metavar="N",
@@ -114,6 +125,8 @@ class TrainConfig:
         if self.run_name is not None and not _RUN_NAME.match(self.run_name):
             raise ConfigError(f"--run-name {self.run_name!r} is not a valid folder name; use letters, digits, "
                               "'.', '_' and '-', starting with a letter or digit")
+        if self.nproc_per_node is not None and self.backend is None:
+            raise ConfigError(f"--nproc-per-node {self.nproc_per_node} needs --backend gloo (CPU) or nccl (GPUs)")
         if self.resume == "auto" and self.run_name is None:
             raise ConfigError("--resume auto needs --run-name: it continues the run of that name")
 

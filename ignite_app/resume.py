@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 from ignite.handlers import Checkpoint
 
 from ignite_app.checkpoint import CheckpointError, load_checkpoint, newest_loadable
@@ -89,6 +90,11 @@ def check_resumable(point: ResumePoint, config: TrainConfig, classes: tuple[str,
         raise CheckpointError(f"checkpoint {point.path} comes from an incompatible run; these differ "
                               f"(checkpoint -> now):\n  {lines}\nresume with the checkpoint's values, or start a "
                               "new run without --resume")
+    saved_world = int(point.checkpoint.get("world_size", 1))
+    if saved_world != idist.get_world_size():
+        raise CheckpointError(f"checkpoint {point.path} was trained by {saved_world} process(es), this run has "
+                              f"{idist.get_world_size()}: each process's share of the data and the batch per step "
+                              f"would change; resume with {saved_world} process(es)")
     trainer = point.checkpoint["trainer"]
     epochs_done = point.iteration // trainer["epoch_length"]
     if point.iteration >= config.epochs * trainer["epoch_length"]:

@@ -50,6 +50,10 @@ class RunPaths:
     def log(self) -> Path:
         return self.root / "train.log"
 
+    def rank_log(self, rank: int) -> Path:
+        """``train.log`` for rank 0, ``train.rank<k>.log`` for the other processes."""
+        return self.log if rank == 0 else self.root / f"train.rank{rank}.log"
+
 
 def default_run_name() -> str:
     """The start time, sortable: ``20261127-154500``."""
@@ -119,8 +123,13 @@ class RunLock:
 
 
 def attach_log_file(paths: RunPaths) -> logging.Handler:
-    """Append the app's log lines to ``train.log``; returns the handler so that it can be removed."""
-    handler = logging.FileHandler(paths.log, encoding="utf-8")
+    """Append this process's log lines to ``train.log`` (``train.rank<k>.log`` on rank k > 0).
+
+    Returns the handler so that it can be removed.
+    """
+    import ignite.distributed as idist
+
+    handler = logging.FileHandler(paths.rank_log(idist.get_rank()), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -1,0 +1,141 @@
+"""One code path for one process, N spawned processes and ``torchrun``, through ``ignite.distributed``.
+
+- no ``--backend``: a single process;
+- ``--backend B --nproc-per-node N``: ``idist.Parallel`` spawns N processes on this machine;
+- under ``torchrun`` (``WORLD_SIZE`` and ``LOCAL_RANK`` set): ``idist.Parallel`` joins the processes torchrun
+  started (env:// rendezvous, any number of machines).
+
+Each process runs :func:`worker`, which builds and runs the app and turns its outcome into an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+
+from ignite_app.config import TrainConfig
+from ignite_app.errors import Interrupted, TrainingDiverged, UsageError
+
+log = logging.getLogger("ignite_app")
+
+
+def under_torchrun() -> bool:
+    """Whether a launcher such as ``torchrun`` started this process as one rank of several."""
+    return "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launch(config: TrainConfig, prog: str = "train.py", argv: list[str] | None = None) -> int:
+    """Run training in the process layout ``config`` asks for; returns the exit code of the run.
+
+    Raises:
+        UsageError: the layout is contradictory (torchrun without ``--backend``, say).
+    """
+    if config.backend is None:
+        if under_torchrun():
+            raise UsageError(f"started as one of {os.environ['WORLD_SIZE']} processes (torchrun): pass --backend "
+                             "gloo (CPU) or nccl (GPUs)")
+        return worker(0, config, prog, argv)
+    if config.backend not in idist.available_backends():
+        raise UsageError(f"--backend {config.backend} is not available in this torch build; available: "
+                         f"{', '.join(idist.available_backends()) or 'none'}")
+    if under_torchrun():
+        if config.nproc_per_node is not None:
+            raise UsageError("torchrun already started the processes: drop --nproc-per-node (use torchrun's "
+                             "--nproc_per_node)")
+        codes: list[int] = []
+        parallel = idist.Parallel(backend=config.backend)
+        _quiet_launcher()
+        with parallel:
+            parallel.run(_collect, config, prog, argv, codes)
+        return codes[0]
+    return _spawn(config, prog, argv)
+
+
+def _quiet_launcher() -> None:
+    # ignite's launcher and auto_model print their settings at INFO level; the app logs what matters on rank 0.
+    # ignite's setup_logger keeps the level of a logger that already exists, so creating them first is enough.
+    for name in ("ignite.distributed.launcher.Parallel", "ignite.distributed.auto.auto_model"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _collect(local_rank: int, config: TrainConfig, prog: str, argv: list[str] | None, codes: list[int]) -> None:
+    codes.append(worker(local_rank, config, prog, argv))
+
+
+def _exit_with(local_rank: int, config: TrainConfig, prog: str, argv: list[str] | None) -> None:
+    code = worker(local_rank, config, prog, argv)
+    if code:
+        sys.exit(code)  # the parent reads it from the ProcessExitedException
+
+
+def _spawn(config: TrainConfig, prog: str, argv: list[str] | None) -> int:
+    # A free port instead of ignite's fixed default: two runs on one machine must not collide.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    previous = _forward_stop_signals()
+    try:
+        parallel = idist.Parallel(backend=config.backend, nproc_per_node=config.nproc_per_node or 1,
+                                  master_addr="127.0.0.1", master_port=port)
+        _quiet_launcher()
+        with parallel:
+            parallel.run(_exit_with, config, prog, argv)
+    except torch.multiprocessing.ProcessExitedException as e:
+        return e.exit_code if e.exit_code > 0 else 128 - e.exit_code  # killed by signal n: exit_code is -n
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0
+
+
+def _forward_stop_signals() -> dict[int, Any]:
+    """In the launching process: pass SIGTERM on to the training processes and let them stop cleanly.
+
+    SIGINT (Ctrl-C) reaches every process of the terminal's group by itself, so the launcher only ignores it.
+    """
+    import multiprocessing
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signum)
+
+    return {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+            signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+
+
+def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: list[str] | None = None) -> int:
+    """Build and run the app in this process; map the outcome to an exit code, reported by rank 0."""
+    from ignite_app.app import build  # late: spawned processes import the heavy modules themselves
+    from ignite_app.rundir import enable_console_logging
+
+    _quiet_launcher()
+    rank = idist.get_rank()
+    if rank == 0:
+        enable_console_logging()
+    else:  # other ranks log to their own file only (attached by build), never to the console
+        log.addHandler(logging.NullHandler())
+    if idist.get_world_size() > 1 and not torch.cuda.is_available():
+        # Several CPU processes on one machine: without this each one starts a thread per core and they fight.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
+    try:
+        build(config).run()
+    except UsageError as e:
+        if rank == 0:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        log.error("training stopped: %s", e)
+        return 1
+    except Interrupted as e:
+        from ignite_app.cli import resume_command
+
+        log.error("%s; continue it with: %s", e, resume_command(prog, argv, e.run_name))
+        return e.exit_code
+    return 0
