@@ -376,14 +376,21 @@ class ConfusionMatrixMetric(Metric):
     @reinit__is_reduced
     def update(self, output: Sequence[Tensor]) -> None:
         y_pred, y = self._check_output(output)
-        y = self._as_indices(y, "y")
         if y_pred.ndim == 2:
-            # argmax where the scores are, so only B indices (not B x C scores) travel to the metric's device;
-            # an argmax is always in [0, C), so it needs no range check
-            pred = y_pred.argmax(dim=1).to(self._device)
+            # argmax where the scores are, so only B indices (not B x C scores) travel to the metric's device
+            pred = self._to_device(y_pred.argmax(dim=1))  # (B,) int64, always in [0, C)
         else:
-            pred = self._as_indices(y_pred, "y_pred")
-        index = pred.add(y, alpha=self.num_classes)  # (B,) y * C + pred: row = true class, column = prediction
+            pred = self._to_device(y_pred).long()  # int64: y * C + pred must not overflow a small integer type
+            self._check_range(pred, "y_pred")
+        y = self._to_device(y)
+        if y.dtype != torch.int64:
+            y = y.long()  # torch does not mix int64 with uint16/32/64 in one op
+        index = pred.add(y, alpha=self.num_classes)  # (B,) y * C + pred
+        # Check the index rather than y: with pred in [0, C), index is in [0, C * C) exactly when y is in
+        # [0, C), so one reduction covers the targets; y itself is only looked at to name the bad values.
+        low, high = self._bounds(index)
+        if low < 0 or high >= self.num_classes**2:
+            self._check_range(y, "y")  # raises
         self._counts.index_add_(0, index, self._one.expand(index.numel()))  # O(B), no C x C temporary
 
     @sync_all_reduce("_counts")
@@ -466,24 +473,29 @@ class ConfusionMatrixMetric(Metric):
                 f"y_pred must have shape (B, {c}) (scores) or (B,) (class indices), got shape {tuple(y_pred.shape)}"
             )
 
-    def _as_indices(self, values: Tensor, label: str) -> Tensor:
-        """`values` as int64 on the metric's device, after checking that every index is in [0, C)."""
-        # int64 also keeps y * C from overflowing a small integer type
-        values = values.to(device=self._device, dtype=torch.int64)
+    def _to_device(self, values: Tensor) -> Tensor:
+        # Tensor.to() is a no-op when nothing changes, but still a dispatch: update() runs every batch.
+        return values if self._on_cpu and values.is_cpu else values.to(self._device)
+
+    def _bounds(self, values: Tensor) -> tuple[int, int]:
+        """(min, max) of the integer tensor `values`; (0, 0) when it is empty."""
         if values.numel() == 0:
-            return values  # aminmax refuses an empty tensor
+            return 0, 0  # aminmax refuses an empty tensor
         # One reduction per batch, read on the host: on an accelerator this is the one sync update() makes,
         # the price of naming the bad values now rather than a device-side assert or silently wrong counts.
         low, high = torch.aminmax(values)
         if self._on_cpu:
-            low, high = low.item(), high.item()
-        else:
-            low, high = torch.stack((low, high)).tolist()  # both bounds in one device-to-host copy
-        if low < 0 or high >= self.num_classes:
-            c = self.num_classes
+            return low.item(), high.item()
+        low, high = torch.stack((low, high)).tolist()  # both bounds in one device-to-host copy
+        return low, high
+
+    def _check_range(self, values: Tensor, label: str) -> None:
+        """Raise if the integer tensor `values` holds an index outside [0, C), naming the bad values."""
+        c = self.num_classes
+        low, high = self._bounds(values)
+        if low < 0 or high >= c:
             bad = values[(values < 0) | (values >= c)].unique()[:10].tolist()
             raise ValueError(
                 f"{label} holds class indices outside [0, {c}): {bad}; the metric has {c} classes "
                 f"({', '.join(self.class_names[:5])}{', ...' if c > 5 else ''}); hint: check the label map"
             )
-        return values

@@ -127,7 +127,9 @@ def test_property_any_predictions_match_sklearn(data: st.DataObject) -> None:
     assert_matches_sklearn(metric.compute(), y, pred, c)
 
 
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize(
+    "dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64]
+)
 def test_targets_of_any_integer_dtype(dtype: torch.dtype) -> None:
     y, scores = make_data(5, n=50, seed=1)
     metric = ConfusionMatrixMetric(names(5))
@@ -265,6 +267,7 @@ LONG = torch.long
     [
         ((torch.randn(4, 3), torch.tensor([0, 1, 3, 2])), r"y holds class indices outside \[0, 3\): \[3\]"),
         ((torch.randn(2, 3), torch.tensor([-1, -1])), r"y holds class indices outside \[0, 3\): \[-1\]"),
+        ((torch.tensor([0, 1]), torch.tensor([255, 3], dtype=torch.uint8)), r"y holds .* \[0, 3\): \[3, 255\]"),
         ((torch.tensor([0, 7]), torch.tensor([0, 1])), r"y_pred holds class indices outside \[0, 3\): \[7\]"),
         ((torch.randn(4, 5), torch.zeros(4, dtype=LONG)), r"y_pred has shape \(4, 5\) but the metric has 3 classes"),
         ((torch.randn(4, 3), torch.zeros(5, dtype=LONG)), r"y_pred has shape \(4, 3\), y has shape \(5,\)"),
