@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,8 +332,10 @@ class ConfusionMatrixMetric(Metric):
     """An exact, distributed confusion matrix over named classes; `compute()` returns a `ClassificationReport`.
 
     ``update((y_pred, y))`` takes ``y_pred`` as scores (B, C) (logits or probabilities; the argmax is the
-    prediction) or as predicted class indices (B,), and ``y`` as integer class indices (B,). Counts are int64 on
-    the metric's `device`, summed over all processes in `compute()`, so every rank gets the same report.
+    prediction) or as predicted class indices (B,), and ``y`` as class indices (B,) of any integer dtype. Counts
+    are int64 on the metric's `device`, summed over all processes in `compute()`, so every rank gets the same
+    report; `state_dict()` / `load_state_dict()` carry them across a resume. Each batch costs O(B) and one
+    host read for the range check of the indices (two when ``y_pred`` holds indices).
 
     Attached to an engine, it stores the report under its name (default `REPORT`) and the flat scalars
     `ACCURACY`, `PRECISION_MACRO`, `RECALL_MACRO` and `F1_MACRO` in ``engine.state.metrics``. It refuses to
@@ -363,20 +365,24 @@ class ConfusionMatrixMetric(Metric):
         self._published: dict[str, Any] = {}
         # "named": the report is not a Mapping, but never let ignite copy keys into state.metrics on its own.
         super().__init__(output_transform, device=device, metrics_result_mode="named")
-
-    @reinit__is_reduced
-    def reset(self) -> None:
-        # Flat (C * C,), row-major: entry y * C + pred counts true class y predicted as pred. Flat, so that
-        # update() indexes it directly; compute() reshapes it to (C, C).
-        self._counts = torch.zeros(self.num_classes**2, dtype=torch.int64, device=self._device)
-        # A 0-d one expanded to the batch size: index_add_ needs a source per index, this allocates nothing.
+        # Helpers for update(), made once (they are not state, so reset() leaves them alone):
+        # a 0-d one expanded to the batch size, since index_add_ needs a source per index and this allocates
+        # nothing; a 2-element buffer that receives the bounds of each batch's indices (see _bounds()).
         self._one = torch.ones((), dtype=torch.int64, device=self._device)
-        self._on_cpu = self._device.type == "cpu"  # cached: update() runs every batch
-        self._bounds_buffer = torch.empty(2, dtype=torch.int64, device=self._device)  # see _bounds()
+        self._on_cpu = self._device.type == "cpu"
+        self._bounds_buffer = torch.empty(2, dtype=torch.int64, device=self._device)
         self._bounds_out = (self._bounds_buffer[0], self._bounds_buffer[1])
 
     @reinit__is_reduced
+    def reset(self) -> None:
+        """Zero the counts (ignite calls this when each epoch starts)."""
+        # Flat (C * C,), row-major: entry y * C + pred counts true class y predicted as pred. Flat, so that
+        # update() indexes it directly; compute() reshapes it to (C, C).
+        self._counts = torch.zeros(self.num_classes**2, dtype=torch.int64, device=self._device)
+
+    @reinit__is_reduced
     def update(self, output: Sequence[Tensor]) -> None:
+        """Count one batch ``(y_pred, y)``; a bad batch raises and leaves the counts unchanged."""
         y_pred, y = self._check_output(output)
         if y_pred.ndim == 2:
             # argmax where the scores are, so only B indices (not B x C scores) travel to the metric's device
@@ -397,6 +403,11 @@ class ConfusionMatrixMetric(Metric):
 
     @sync_all_reduce("_counts")
     def compute(self) -> ClassificationReport:
+        """The report over every batch since `reset()`, on all processes together.
+
+        Raises:
+            NotComputableError: no process has counted a sample yet.
+        """
         # sync_all_reduce sums a clone of _counts and restores the local one afterwards: computing never
         # changes the state, and the zero check below sees the global counts, so all ranks agree.
         counts = self._counts.cpu().numpy().reshape(self.num_classes, self.num_classes)
@@ -406,6 +417,19 @@ class ConfusionMatrixMetric(Metric):
                 "call update() with a non-empty batch after reset()"
             )
         return ClassificationReport.from_counts(counts, self.class_names)  # copies the counts
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore counts saved by `state_dict()`, refusing counts made for a different number of classes."""
+        super().load_state_dict(state_dict)  # ignite sets self._counts to the saved tensor itself
+        counts, c = self._counts, self.num_classes
+        if not isinstance(counts, Tensor) or counts.shape != (c * c,):
+            self.reset()
+            raise ValueError(
+                f"state_dict holds counts of shape {tuple(getattr(counts, 'shape', ()))}, but this metric has {c} "
+                f"classes and needs shape ({c * c},); hint: build the metric from the label map it was saved with"
+            )
+        # a private copy on the metric's device: updating must not write into the caller's state_dict
+        self._counts = counts.to(device=self._device, dtype=torch.int64, copy=True)
 
     def attach(self, engine: Engine, name: str = REPORT, usage: str | MetricUsage = EpochWise()) -> None:
         """Attach to `engine`; the report goes to ``engine.state.metrics[name]``, the scalars beside it."""

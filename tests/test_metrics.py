@@ -182,6 +182,26 @@ def test_state_dict_resumes_the_counts() -> None:
     assert_matches_sklearn(resumed.compute(), y, scores.argmax(dim=1), 4)
 
 
+def test_state_dict_for_other_classes_is_refused() -> None:
+    saved = ConfusionMatrixMetric(["a", "b", "c"])
+    saved.update((torch.tensor([0, 1]), torch.tensor([1, 1])))
+    metric = ConfusionMatrixMetric(["a", "b"])
+    with pytest.raises(ValueError, match=r"counts of shape \(9,\), but this metric has 2 classes and needs shape \(4,"):
+        metric.load_state_dict(saved.state_dict())
+    with pytest.raises(NotComputableError):
+        metric.compute()  # the refused counts were not kept
+
+
+def test_loaded_counts_are_not_shared_with_the_state_dict() -> None:
+    saved = ConfusionMatrixMetric(["a", "b"])
+    saved.update((torch.tensor([0]), torch.tensor([0])))
+    state = saved.state_dict()
+    metric = ConfusionMatrixMetric(["a", "b"])
+    metric.load_state_dict(state)
+    metric.update((torch.tensor([1]), torch.tensor([1])))
+    np.testing.assert_array_equal(saved.compute().counts, [[1, 0], [0, 0]])
+
+
 # --- the report --------------------------------------------------------------------------------------------
 
 
