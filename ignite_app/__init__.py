@@ -1,0 +1,1 @@
+"""Event-driven image-classification training on pytorch-ignite."""
