@@ -139,9 +139,7 @@ class App:
     def _finish(self) -> RunResult:
         best = self.handlers.best_report
         if best.report is not None:
-            log.info("best epoch %d: val accuracy %.2f%%", best.epoch, 100 * best.accuracy)
-            log.info("confusion matrix (rows: true class, columns: predicted class):\n%s", best.report.matrix)
-            log.info("per-class report:\n%s", best.report)
+            log.info("best epoch %d: val accuracy %.2f%%\n%s", best.epoch, 100 * best.accuracy, best.report)
         log.info("best checkpoint: %s", self.paths.best_model)
         log.info("TensorBoard: tensorboard --logdir %s", self.config.output_dir)
         return RunResult(best.accuracy, best.epoch, self.paths.best_model, self.trainer.state.epoch)

@@ -29,6 +29,7 @@ def test_a_short_run_leaves_a_complete_run_folder(tmp_path, quick_args):
     summaries = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
     assert [s.split("|")[0].strip() for s in summaries] == ["epoch 1/2", "epoch 2/2"]
     assert "confusion matrix (rows: true class, columns: predicted class)" in result.stdout
+    assert "macro avg" in result.stdout and "weighted avg" in result.stdout
     assert f"best checkpoint: {run_dir / 'checkpoints' / 'best_model.pt'}" in result.stdout
     assert f"tensorboard --logdir {tmp_path}" in result.stdout
 
