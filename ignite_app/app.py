@@ -58,6 +58,7 @@ from ignite_app.handlers import (
 )
 from ignite_app.metrics import REPORT, ConfusionMatrixMetric, write_label_map
 from ignite_app.models import build_model, build_optimizer
+from ignite_app.plugins import load_plugins
 from ignite_app.resume import ResumePoint, check_resumable, find_resume_point, restore
 from ignite_app.rundir import RunLock, RunPaths, attach_log_file, open_run_dir
 from ignite_app.signals import GracefulStop, attach_graceful_stop
@@ -238,8 +239,13 @@ def build(config: TrainConfig) -> App:
 
     handlers = Handlers(epoch_loss, best_report, best_checkpoint, early_stopping, tb_logger, progress_bar, summary,
                         training_checkpoint, graceful_stop)
-    return App(config, paths, device, data, model, optimizer, lr_scheduler, loss_fn, trainer, evaluator,
-               train_loader, val_loader, handlers, closers)
+    app = App(config, paths, device, data, model, optimizer, lr_scheduler, loss_fn, trainer, evaluator,
+              train_loader, val_loader, handlers, closers)
+
+    # 8. the user's own handlers (--handler), attached last: after every built-in handler of the same event
+    for plugin in load_plugins(config.handlers):
+        plugin(app)
+    return app
 
 
 def unwrap(model: nn.Module) -> nn.Module:

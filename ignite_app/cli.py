@@ -28,6 +28,10 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
         base = _base_type(hints[f.name])
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif base is tuple:
+            kwargs.update(action="append", default=None, help=f"{meta['help']} (default: none)")
+            if meta.get("metavar"):
+                kwargs["metavar"] = meta["metavar"]
         else:
             kwargs["type"] = base
             if meta.get("choices"):
@@ -39,6 +43,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
 
 
 def _base_type(hint: object) -> type:
+    if typing.get_origin(hint) is tuple:
+        return tuple
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
     return base if base in (bool, int, float, str, Path) else str  # type: ignore[return-value]
@@ -47,9 +53,12 @@ def _base_type(hint: object) -> type:
 def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
     """Parse ``argv`` into a validated config; a bad value exits with code 2 and names the flag."""
     parser = parser or build_parser()
-    namespace = parser.parse_args(argv)
+    values = vars(parser.parse_args(argv))
+    for name, value in values.items():
+        if isinstance(TrainConfig.__dataclass_fields__[name].default, tuple):  # repeatable: None when absent
+            values[name] = tuple(value or ())
     try:
-        return TrainConfig(**vars(namespace))
+        return TrainConfig(**values)
     except ConfigError as e:
         parser.error(str(e))
         raise  # unreachable: parser.error exits
@@ -74,9 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/train.py``: parse, train, report. Returns the process exit code."""
     from ignite_app.distributed import launch  # imported late: --help stays fast and free of torch start-up
 
+    from ignite_app.plugins import load_plugins
+
     parser = build_parser()
     config = parse_config(argv, parser)
     try:
+        load_plugins(config.handlers)  # a bad --handler fails here, before anything is built
         return launch(config, parser.prog, None if argv is None else list(argv))
     except UsageError as e:  # the options parsed, but the run cannot start as asked: no usage text needed
         parser.exit(2, f"{parser.prog}: error: {e}\n")

@@ -50,9 +50,13 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, l
     return field(default=default, metadata=meta)
 
 
+# Fields whose flag is not their name: a repeatable --handler fills the tuple `handlers`.
+_FLAGS = {"handlers": "--handler"}
+
+
 def flag_name(name: str) -> str:
     """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
-    return "--" + name.replace("_", "-")
+    return _FLAGS.get(name) or "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,10 @@ class TrainConfig:
     amp: bool = option(False, "automatic mixed precision: float16 with a gradient scaler on CUDA, bfloat16 on CPU")
     channels_last: bool = option(False, "channels-last memory layout (faster convolutions on recent GPUs)",
                                  affects_results=False)
+    # extensions
+    handlers: tuple[str, ...] = option((), "FILE.py:FUNCTION or package.module:FUNCTION called with the built app "
+                                       "before training, to attach your own event handlers (repeatable)",
+                                       metavar="SPEC", affects_results=False)
     # checkpoints and resuming
     checkpoint_every: int | None = option(None, "also write a training checkpoint every N iterations (one is "
                                           "always written after each epoch)", low=1, metavar="N",
@@ -169,6 +177,10 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     elif base is Path:
         ok = isinstance(value, (str, Path))
         value = Path(value) if ok else value
+    elif typing.get_origin(base) is tuple:
+        ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+        base = tuple
     else:
         ok = isinstance(value, base)
     if not ok:

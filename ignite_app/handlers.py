@@ -19,6 +19,7 @@ import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar, global_step_from_engine
+from ignite.handlers.checkpoint import CheckpointEvents
 from ignite.handlers.param_scheduler import CosineAnnealingScheduler, create_lr_scheduler_with_warmup
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -28,6 +29,7 @@ from ignite_app.checkpoint import BEST_MODEL, DurableSaver
 from ignite_app.config import TrainConfig
 from ignite_app.data import EpochBatchSampler
 from ignite_app.errors import TrainingDiverged
+from ignite_app.events import AppEvents, BestModel
 from ignite_app.metrics import ACCURACY, F1_MACRO, PRECISION_MACRO, RECALL_MACRO, REPORT, ClassificationReport
 
 log = logging.getLogger("ignite_app")
@@ -129,10 +131,16 @@ def attach_nan_guard(trainer: Engine, every: int) -> Callable[[Engine], None]:
 
 
 def attach_validation(trainer: Engine, evaluator: Engine, val_loader: DataLoader) -> Callable[[Engine], None]:
-    """Run the evaluator over the validation set after every training epoch."""
+    """Run the evaluator over the validation set after every training epoch, then fire
+    :attr:`AppEvents.VALIDATION_COMPLETED` on the trainer with ``state.val_report`` and ``state.val_metrics``."""
+    _register_app_events(trainer)
 
     def validate(engine: Engine) -> None:
         evaluator.run(val_loader)
+        metrics = evaluator.state.metrics
+        engine.state.val_report = metrics.get(REPORT)
+        engine.state.val_metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        engine.fire_event(AppEvents.VALIDATION_COMPLETED)
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, validate)
     return validate
@@ -203,7 +211,7 @@ class BestReport:
             self.report = evaluator.state.metrics[REPORT]
 
     def state_dict(self) -> dict[str, Any]:
-        counts = None if self.report is None else torch.as_tensor(self.report.counts)
+        counts = None if self.report is None else torch.tensor(self.report.counts)  # a copy: counts is read-only
         return {"accuracy": self.accuracy, "epoch": self.epoch, "counts": counts}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -236,7 +244,25 @@ def attach_best_checkpoint(evaluator: Engine, trainer: Engine, to_save: Mapping[
         global_step_transform=global_step_from_engine(trainer),
     )
     evaluator.add_event_handler(Events.COMPLETED, handler)  # COMPLETED: the metrics are computed by then
+
+    # ignite's Checkpoint fires SAVED_CHECKPOINT on the evaluator after each write; relay it to the trainer as
+    # AppEvents.BEST_MODEL_SAVED, where users expect training-level events. Registering the checkpoint events now
+    # (ignite would do it at the first save) lets the relay be attached before the run.
+    _register_app_events(trainer)
+    evaluator.register_events(*CheckpointEvents)
+
+    def announce(engine: Engine) -> None:
+        trainer.state.best_model = BestModel(Path(out_dir) / str(handler.last_checkpoint),
+                                             float(engine.state.metrics[ACCURACY]), trainer.state.epoch)
+        trainer.fire_event(AppEvents.BEST_MODEL_SAVED)
+
+    evaluator.add_event_handler(CheckpointEvents.SAVED_CHECKPOINT, announce)
     return handler
+
+
+def _register_app_events(trainer: Engine) -> None:
+    if not trainer.has_registered_events(AppEvents.VALIDATION_COMPLETED):
+        trainer.register_events(*AppEvents)
 
 
 def attach_early_stopping(evaluator: Engine, trainer: Engine, patience: int) -> EarlyStopping | None:

@@ -1,0 +1,105 @@
+"""Handler plugins: ``--handler FILE.py:FUNCTION`` or ``--handler package.module:FUNCTION``.
+
+The function is called with the built :class:`~ignite_app.app.App` before the run starts, and attaches whatever
+it likes to ``app.trainer`` / ``app.evaluator``::
+
+    # my_handlers.py
+    from ignite.engine import Events
+
+    def every_other_epoch(app):
+        @app.trainer.on(Events.EPOCH_COMPLETED(every=2))
+        def hello(trainer):
+            print("epoch", trainer.state.epoch)
+
+    $ python scripts/train.py --handler my_handlers.py:every_other_epoch
+
+Each process of a distributed run loads the file (or module) itself, so its top-level code runs once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ignite_app.errors import UsageError
+
+Plugin = Callable[[Any], None]
+
+
+def _fail(spec: str, problem: str) -> UsageError:
+    return UsageError(f"--handler {spec!r}: {problem}")
+
+
+def _load_file(spec: str, target: str) -> ModuleType:
+    path = Path(target)
+    if not path.is_file():
+        raise _fail(spec, f"file {path} does not exist (give a path to a .py file, relative to the current "
+                          "folder, or a module name such as mypackage.handlers)")
+    # A unique module name per file: two plugin files both called handlers.py must not replace each other.
+    name = f"ignite_app_plugin_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    if name in sys.modules:  # loaded already in this process (the CLI checks the specs before building)
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise _fail(spec, f"{path} cannot be imported as Python code")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise _fail(spec, f"importing {path} failed: {type(e).__name__}: {e}") from e
+    return module
+
+
+def _load_module(spec: str, target: str) -> ModuleType:
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (target == e.name or target.startswith(e.name + ".")):
+            raise _fail(spec, f"no module named {target!r} (is its package installed, or on PYTHONPATH? for a "
+                              "file, give its path ending in .py)") from None
+        raise _fail(spec, f"importing module {target!r} failed: {e}") from e
+    except Exception as e:
+        raise _fail(spec, f"importing module {target!r} failed: {type(e).__name__}: {e}") from e
+
+
+def load_plugin(spec: str) -> Plugin:
+    """The function that ``spec`` (``FILE.py:FUNCTION`` or ``package.module:FUNCTION``) names.
+
+    Raises:
+        UsageError: the message says which part is wrong: the form, the file or module, the function, or its
+            signature (it must accept one argument, the ``App``).
+    """
+    target, sep, function = spec.rpartition(":")
+    if not sep or not target or not function:
+        raise _fail(spec, "expected FILE.py:FUNCTION or package.module:FUNCTION")
+    is_file = target.endswith(".py") or "/" in target or "\\" in target
+    module = _load_file(spec, target) if is_file else _load_module(spec, target)
+    if not hasattr(module, function):
+        defined = sorted(n for n, v in vars(module).items()
+                         if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        raise _fail(spec, f"{target} has no {function!r}; it defines: {', '.join(defined) or 'no functions'}")
+    plugin = getattr(module, function)
+    if not callable(plugin):
+        raise _fail(spec, f"{target}.{function} is a {type(plugin).__name__}, not a function")
+    try:
+        inspect.signature(plugin).bind(object())
+    except TypeError:
+        raise _fail(spec, f"{function}{inspect.signature(plugin)} must accept exactly one argument, the App "
+                          f"(def {function}(app): ...)") from None
+    except ValueError:  # builtins without a signature: let the call decide
+        pass
+    return plugin
+
+
+def load_plugins(specs: Sequence[str]) -> list[Plugin]:
+    """:func:`load_plugin` for each spec, in order."""
+    return [load_plugin(spec) for spec in specs]
