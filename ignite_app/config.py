@@ -104,7 +104,8 @@ class TrainConfig:
     progress: bool = option(True, "show a progress bar", affects_results=False)
     # several processes, GPUs
     backend: str | None = option(None, "torch.distributed backend: gloo (CPU) or nccl (GPUs); needed with "
-                                 "--nproc-per-node and under torchrun", choices=BACKENDS, affects_results=False)
+                                 "--nproc-per-node and under torchrun (default: one process)", choices=BACKENDS,
+                                 affects_results=False)
     nproc_per_node: int | None = option(None, "start this many training processes on this machine (not under "
                                         "torchrun, which starts them itself)", low=1, metavar="N",
                                         affects_results=False)
