@@ -140,8 +140,12 @@ class TrainConfig:
             raise ConfigError("--resume auto needs --run-name: it continues the run of that name")
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-able values (paths become strings)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        """The config as plain JSON-able values (paths become strings, tuples lists)."""
+
+        def plain(v: Any) -> Any:
+            return str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
     def result_differences(self, other: TrainConfig) -> list[str]:
         """The options that change the trained weights and differ from ``other``, as ``--flag: a -> b`` lines."""

@@ -56,7 +56,7 @@ def _evaluate_on_rank(local_rank, path, out):
 def test_one_and_two_processes_evaluate_a_checkpoint_identically(two_process_run, tmp_path):
     run_dir, _ = two_process_run
     best_model = run_dir / "checkpoints" / "best_model.pt"
-    single = torch.as_tensor(evaluate_checkpoint(best_model).counts)
+    single = torch.tensor(evaluate_checkpoint(best_model).counts)
     with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
         parallel.run(_evaluate_on_rank, best_model, tmp_path / "counts.pt")
     assert torch.equal(torch.load(tmp_path / "counts.pt"), single)
