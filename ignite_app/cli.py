@@ -24,7 +24,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         meta = f.metadata
         default = f.default if f.default is not MISSING else None
-        kwargs: dict = {"dest": f.name, "default": default, "help": f"{meta['help']} (default: {default})"}
+        shown = meta.get("default_text") or default
+        kwargs: dict = {"dest": f.name, "default": default, "help": f"{meta['help']} (default: {shown})"}
         base = _base_type(hints[f.name])
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
