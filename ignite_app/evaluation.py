@@ -87,15 +87,15 @@ def evaluation_config(saved: SavedModel, dataset: str | None = None, data_dir: P
                       num_workers: int | None = None) -> TrainConfig:
     """The config that describes the data to evaluate ``saved`` on.
 
-    Without ``dataset`` and ``data_dir`` it is the training run's own validation data. With either of them the data
-    options come from the arguments alone (``--val-split`` is not inherited: a test folder is evaluated whole).
-    The image size and channels always stay the checkpoint's.
+    Without ``data_dir``, and without a ``dataset`` other than the checkpoint's, it is the training run's own
+    validation data. Otherwise the data options come from the arguments alone (``--val-split`` is not inherited:
+    a test folder is evaluated whole). The image size and channels always stay the checkpoint's.
 
     Raises:
         ConfigError: the options contradict each other (``--dataset folder`` without a data folder, say).
     """
     changes: dict[str, Any] = {}
-    if dataset is not None or data_dir is not None:
+    if data_dir is not None or dataset not in (None, saved.config.dataset):
         dataset = dataset or ("folder" if data_dir is not None else saved.config.dataset)
         changes.update(dataset=dataset, data_dir=data_dir, val_split=val_split, label_map=None)
         if dataset != "folder":

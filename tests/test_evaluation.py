@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,7 @@ def test_evaluation_data_defaults_to_the_training_runs_and_data_dir_drops_its_sp
                                                                                  None)
     assert (other.on_bad_image, other.num_workers, other.image_size, other.batch_size) == ("skip", 2, 32, 8)
     assert evaluation_config(saved, dataset="digits").data_dir is None
+    assert evaluation_config(saved, dataset="folder") == trained  # the checkpoint's own dataset: its own folder
 
 
 def test_a_checkpoints_constants_replace_the_recomputed_ones():
@@ -121,3 +123,24 @@ def test_predictions_come_in_file_order_with_softmax_confidences(tmp_path):
     with torch.no_grad():
         expected = saved.model(x).softmax(dim=1).max(dim=1).values
     assert [p.confidences[0] for p in predictions] == pytest.approx(expected.tolist(), rel=1e-5)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--nproc-per-node", "2"], "--nproc-per-node 2 needs --backend gloo (CPU) or nccl (GPUs)"),
+    (["--val-split", "1.5"], "--val-split must be > 0 and < 1, got 1.5"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+])
+def test_evaluate_options_are_checked_with_exit_code_2(argv, message, capsys):
+    from ignite_app.evaluate_cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", "best_model.pt", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_missing_checkpoint_is_named(tmp_path):
+    from ignite_app.evaluation import load_saved_model
+
+    with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {tmp_path / 'nope.pt'} does not exist")):
+        load_saved_model(tmp_path / "nope.pt")
