@@ -69,7 +69,7 @@ def _convert(image: Image.Image, channels: int) -> Image.Image:
         # white): scale 0..65535 to 0..255 here. Float images are taken as 0..255 and clipped.
         array = np.asarray(image, dtype=np.float64)
         array = array / 257.0 if image.mode in _HIGH_DEPTH_MODES else array
-        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
     if channels == 1:
         return image.convert("L")
     if image.mode == "P" and "transparency" in image.info:

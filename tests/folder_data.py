@@ -28,6 +28,6 @@ def write_digit_folders(root: Path, classes: tuple[int, ...] = (0, 1, 2, 3), tra
             split = "" if flat else ("train" if i < train else "val")
             folder = root / split / names[c]
             folder.mkdir(parents=True, exist_ok=True)
-            image = Image.fromarray(array, mode="L")
+            image = Image.fromarray(array)  # 2-D uint8: mode L
             (image.convert("RGB") if rgb else image).save(folder / f"{c}_{i:03d}.png")
     return root

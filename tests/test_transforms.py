@@ -8,8 +8,8 @@ from PIL import Image
 from ignite_app.transforms import ImageTransform, PixelStats, UnreadableImage, augment, load_image
 
 
-def save(path, array, mode=None):
-    Image.fromarray(array, mode=mode).save(path)
+def save(path, array):
+    Image.fromarray(array).save(path)
     return path
 
 
