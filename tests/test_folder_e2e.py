@@ -155,7 +155,8 @@ def test_a_start_on_bad_data_exits_2_and_leaves_earlier_runs_untouched(folder_ru
     before = snapshot(run_dir.parent)
     result = run_script("train.py", *TRAIN_ARGS, "--data-dir", broken, "--output-dir", run_dir.parent, "--epochs", "1")
     assert result.returncode == 2
-    assert f"train.py: error: 1 image cannot be decoded:\n  {broken / 'train' / 'digit0' / 'bad.jpg'}: " in result.stderr
+    bad = broken / "train" / "digit0" / "bad.jpg"
+    assert f"train.py: error: 1 image cannot be decoded:\n  {bad}: " in result.stderr
     assert "pass --on-bad-image skip" in result.stderr
     assert snapshot(run_dir.parent) == before
 
