@@ -181,7 +181,7 @@ def build(config: TrainConfig) -> App:
     train_loader, val_loader = build_loaders(data, config, rank, world_size, pin_memory=device.type == "cuda")
     epoch_length = len(train_loader)
     if resume is not None:
-        check_resumable(resume, config, data.classes)
+        check_resumable(resume, config, data.classes, normalization(data))
 
     # 3. model, optimizer, loss: seeded so that a run is reproducible from --seed (and each rank drops differently)
     manual_seed(config.seed + rank)
@@ -296,6 +296,9 @@ def log_start(config: TrainConfig, data: DataBundle, device: torch.device, world
     log.info("batch size: %d per process x %d process%s = %d per step; device %s", config.batch_size, world_size,
              "" if world_size == 1 else "es", config.batch_size * world_size, device)
     log.info("run folder: %s", paths.root)
+    if data.skipped:
+        log.warning("left out %d unreadable image%s (--on-bad-image skip):\n  %s", len(data.skipped),
+                    "" if len(data.skipped) == 1 else "s", "\n  ".join(data.skipped))
 
 
 def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ...],
@@ -326,9 +329,14 @@ def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_s
         "epoch": Value(lambda: int(trainer.state.epoch)),
         "classes": Value(lambda: list(data.classes)),
         "config": Value(config.to_dict),
-        "normalization": Value(lambda: {"mean": list(data.mean), "std": list(data.std)}),
+        "normalization": Value(lambda: normalization(data)),
         "input_shape": Value(lambda: list(data.input_shape)),
     }
+
+
+def normalization(data: DataBundle) -> dict[str, list[float]]:
+    """The checkpoints' ``normalization`` entry: the training set's per-channel mean and std."""
+    return {"mean": list(data.mean), "std": list(data.std)}
 
 
 RNG = "rng"
@@ -348,6 +356,8 @@ def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Opt
         "epoch_loss": epoch_loss,
         RNG: RNGState(),
         "classes": Value(lambda: list(data.classes)),
+        "normalization": Value(lambda: normalization(data)),  # a resume checks its data against these
+        "input_shape": Value(lambda: list(data.input_shape)),  # with the two above: evaluate.py reads any checkpoint
         "config": Value(config.to_dict),
         "saved_at": Value(time.time),  # TensorBoard points stamped later are dropped on resume
         "world_size": Value(idist.get_world_size),

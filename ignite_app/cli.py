@@ -24,7 +24,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         meta = f.metadata
         default = f.default if f.default is not MISSING else None
-        shown = "" if default is None else f" (default: {default})"  # a None default is described in the help
+        shown = meta.get("default_text") or default
+        shown = "" if shown is None else f" (default: {shown})"  # a None default is described in the help
         kwargs: dict = {"dest": f.name, "default": default, "help": meta["help"] + shown}
         base = _base_type(hints[f.name])
         if base is bool:

@@ -14,13 +14,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-DATASETS = ("digits", "synthetic")
+DATASETS = ("digits", "synthetic", "folder")
 MODELS = ("cnn", "mlp")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULERS = ("plateau", "cosine", "none")
 PLATEAU_MONITORS = ("train_loss", "val_loss", "val_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
+CHANNELS = (1, 3)
+BAD_IMAGE_POLICIES = ("error", "skip")
+# The options that only --dataset folder reads; with another dataset they are refused rather than ignored.
+FOLDER_ONLY = ("data_dir", "label_map", "val_split", "augment")
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -29,24 +33,26 @@ class ConfigError(ValueError):
     """An option has a value it cannot take; the message names the flag, the value and what is allowed."""
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, low: float | None = None,
-           high: float | None = None, low_open: bool = False, metavar: str | None = None,
-           affects_results: bool = True) -> Any:
+def option(default: Any, help: str, *, choices: tuple[Any, ...] | None = None, low: float | None = None,
+           high: float | None = None, low_open: bool = False, high_open: bool = False, metavar: str | None = None,
+           affects_results: bool = True, default_text: str | None = None) -> Any:
     """Declare a config field with its help text and checks (used by validation and by the CLI).
 
     Args:
         default: the default value.
         help: one line for ``--help``.
-        choices: the allowed values of a string option.
+        choices: the allowed values of a string or int option.
         low: smallest allowed value of a number (inclusive unless ``low_open``).
-        high: largest allowed value of a number (inclusive).
+        high: largest allowed value of a number (inclusive unless ``high_open``).
         low_open: whether ``low`` itself is excluded.
+        high_open: whether ``high`` itself is excluded.
         metavar: how ``--help`` names the value.
         affects_results: whether the trained weights depend on it; a run can only be resumed with the same values
             of such options (``--epochs`` aside), while the others (output, logging, speed) may change.
+        default_text: how ``--help`` describes the default when the value itself (``None``) says little.
     """
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "metavar": metavar,
-            "affects_results": affects_results}
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+            "metavar": metavar, "affects_results": affects_results, "default_text": default_text}
     return field(default=default, metadata=meta)
 
 
@@ -64,8 +70,27 @@ class TrainConfig:
     """Everything a training run depends on. Build one directly or from the command line (``ignite_app.cli``)."""
 
     # data
-    dataset: str = option("digits", "dataset: scikit-learn's 8x8 handwritten digits, or random synthetic "
-                          "3x32x32 images for speed tests", choices=DATASETS)
+    dataset: str = option("digits", "dataset: scikit-learn's 8x8 handwritten digits, random synthetic 3x32x32 "
+                          "images for speed tests, or your own image folders (--data-dir)", choices=DATASETS)
+    # The data folder and the label-map file are compared by content on a resume (classes, training-set size and
+    # normalisation constants), not by path, so a run can continue after its data folder was moved.
+    data_dir: Path | None = option(None, "folder: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with "
+                                   "--val-split", metavar="DIR", affects_results=False)
+    label_map: Path | None = option(None, "folder: label-map file, one class name per line, line i = class i",
+                                    metavar="FILE", default_text="the sorted class folder names",
+                                    affects_results=False)
+    val_split: float | None = option(None, "folder: share of each class held out for validation when DIR has no "
+                                     "train/ and val/ folders (stratified; the same split for every --seed)",
+                                     low=0.0, high=1.0, low_open=True, high_open=True, metavar="FRACTION")
+    image_size: int = option(32, "folder: images are resized to SIZE x SIZE pixels (other datasets have a fixed "
+                             "size)", low=8, metavar="SIZE")
+    channels: int = option(3, "folder: 3 = RGB, 1 = grayscale; every image is converted to it", choices=CHANNELS)
+    augment: bool | None = option(None, "folder: random crop and horizontal flip of training images (never of "
+                                  "validation images)", default_text="on for --dataset folder")
+    on_bad_image: str = option("error", "folder: an image that cannot be decoded stops the start (error) or is "
+                               "left out and listed in train.log (skip)", choices=BAD_IMAGE_POLICIES,
+                               # a changed training set is refused on resume by its content check
+                               affects_results=False)
     batch_size: int = option(64, "samples per batch in each process: with N processes a step trains on N x "
                              "BATCH_SIZE samples", low=1)
     num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0,
@@ -138,6 +163,24 @@ class TrainConfig:
             raise ConfigError(f"--nproc-per-node {self.nproc_per_node} needs --backend gloo (CPU) or nccl (GPUs)")
         if self.resume == "auto" and self.run_name is None:
             raise ConfigError("--resume auto needs --run-name: it continues the run of that name")
+        self._check_dataset_options()
+
+    def _check_dataset_options(self) -> None:
+        if self.dataset == "folder":
+            if self.data_dir is None:
+                raise ConfigError("--dataset folder needs --data-dir DIR: a folder with train/<class>/ and "
+                                  "val/<class>/ folders, or with <class>/ folders and --val-split")
+            return
+        for name in FOLDER_ONLY:
+            value = getattr(self, name)
+            if value is not None and value is not False:  # --no-augment is harmless: nothing else augments
+                raise ConfigError(f"{flag_name(name)} {value} is only read with --dataset folder (this run uses "
+                                  f"--dataset {self.dataset}); add --dataset folder or drop {flag_name(name)}")
+
+    @property
+    def augments(self) -> bool:
+        """Whether training images are augmented: ``--augment``, or by default for folder datasets."""
+        return self.augment if self.augment is not None else self.dataset == "folder"
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values (paths become strings, tuples lists)."""
@@ -199,10 +242,11 @@ def _check_bounds(f: dataclasses.Field, value: Any) -> None:
     if value is None:
         return
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{flag} must be one of {', '.join(meta['choices'])}; got {value!r}")
+        raise ConfigError(f"{flag} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
     low, high = meta.get("low"), meta.get("high")
     if low is not None and (value < low or (meta.get("low_open") and value == low)):
         relation = ">" if meta.get("low_open") else ">="
         raise ConfigError(f"{flag} must be {relation} {low:g}, got {value!r}")
-    if high is not None and value > high:
-        raise ConfigError(f"{flag} must be <= {high:g}, got {value!r}")
+    if high is not None and (value > high or (meta.get("high_open") and value == high)):
+        relation = "<" if meta.get("high_open") else "<="
+        raise ConfigError(f"{flag} must be {relation} {high:g}, got {value!r}")

@@ -5,13 +5,18 @@ permutation for every epoch and can start part-way through one, so a run resumed
 exactly the batches the uninterrupted run would have seen, without pushing the skipped ones through the model.
 Validation is sharded without padding (:class:`ShardSampler`), so a confusion matrix reduced over processes counts
 every validation image exactly once.
+
+Random augmentation follows the same rule: for a dataset that augments (``takes_sample_seeds``), the sampler hands
+out :class:`SampleKey` ``(index, seed)`` pairs whose seed is a pure function of ``(seed, epoch, pass, index)``, and
+the dataset derives its crop and flip from that seed alone. Which worker process loads a sample, how many there
+are, and whether the run was resumed in between therefore change nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -37,6 +42,14 @@ class DataBundle:
     input_shape: tuple[int, int, int]  # (C, H, W)
     mean: tuple[float, ...]  # per channel, computed on the training set
     std: tuple[float, ...]
+    skipped: tuple[str, ...] = ()  # "path: reason" of each image left out by --on-bad-image skip
+
+
+class SampleKey(NamedTuple):
+    """What :class:`EpochBatchSampler` yields per sample for a dataset that augments: its index and its seed."""
+
+    index: int
+    seed: int
 
 
 class TensorImageDataset(Dataset):
@@ -74,9 +87,13 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _normalised_bundle(x_train: Tensor, y_train: Tensor, x_val: Tensor, y_val: Tensor,
-                       classes: Sequence[str]) -> DataBundle:
-    mean, std = channel_stats(x_train)  # training statistics only: validation must not leak into them
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel
+
+
+def _normalised_bundle(x_train: Tensor, y_train: Tensor, x_val: Tensor, y_val: Tensor, classes: Sequence[str],
+                       normalization: Normalization | None = None) -> DataBundle:
+    # training statistics only: validation must not leak into them; a checkpoint's constants win over both
+    mean, std = normalization if normalization is not None else channel_stats(x_train)
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
     return DataBundle(
@@ -89,8 +106,12 @@ def _normalised_bundle(x_train: Tensor, y_train: Tensor, x_val: Tensor, y_val: T
     )
 
 
-def load_digits_data() -> DataBundle:
-    """scikit-learn's 1,797 real 8x8 handwritten digits, split 80/20, stratified, with a fixed split seed."""
+def load_digits_data(normalization: Normalization | None = None) -> DataBundle:
+    """scikit-learn's 1,797 real 8x8 handwritten digits, split 80/20, stratified, with a fixed split seed.
+
+    Args:
+        normalization: ``(mean, std)`` to use instead of the training split's (a checkpoint's constants).
+    """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -102,10 +123,11 @@ def load_digits_data() -> DataBundle:
         return torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8), torch.tensor(y, dtype=torch.long)
 
     return _normalised_bundle(*to_tensors(x_train, y_train), *to_tensors(x_val, y_val),
-                              classes=[str(d) for d in range(10)])
+                              classes=[str(d) for d in range(10)], normalization=normalization)
 
 
-def load_synthetic_data(num_classes: int = 10, seed: int = 0) -> DataBundle:
+def load_synthetic_data(num_classes: int = 10, seed: int = 0,
+                        normalization: Normalization | None = None) -> DataBundle:
     """Random 3x32x32 images: a fixed noisy pattern per class plus noise. Learnable, for speed tests."""
     g = torch.Generator().manual_seed(seed)
     patterns = torch.randn(num_classes, *SYNTHETIC_SHAPE, generator=g)
@@ -115,23 +137,42 @@ def load_synthetic_data(num_classes: int = 10, seed: int = 0) -> DataBundle:
         return patterns[y] + 2.0 * torch.randn(n, *SYNTHETIC_SHAPE, generator=g), y
 
     return _normalised_bundle(*sample(SYNTHETIC_SIZES[0]), *sample(SYNTHETIC_SIZES[1]),
-                              classes=[f"class_{i}" for i in range(num_classes)])
+                              classes=[f"class_{i}" for i in range(num_classes)], normalization=normalization)
 
 
 def build_data(config: TrainConfig) -> DataBundle:
-    """The datasets named by ``config.dataset``."""
+    """The datasets named by ``config.dataset``.
+
+    Raises:
+        DataError: (folder datasets) the data cannot be used as it is; the message names the path and the fix.
+    """
     if config.dataset == "digits":
         return load_digits_data()
     if config.dataset == "synthetic":
         return load_synthetic_data()
-    raise ValueError(f"unknown dataset {config.dataset!r}; available: digits, synthetic")
+    if config.dataset == "folder":
+        from ignite_app.folder import build_folder_data  # late: folder imports this module
+
+        return build_folder_data(config)
+    raise ValueError(f"unknown dataset {config.dataset!r}; available: digits, synthetic, folder")
 
 
 def epoch_permutation(size: int, seed: int, epoch: int, repeat: int = 0) -> Tensor:
     """The shuffled order of pass ``repeat`` of ``epoch``: a pure function of its arguments."""
-    # SeedSequence mixes the words, so (seed=0, epoch=2) and (seed=1, epoch=1) get unrelated orders.
-    (state,) = np.random.SeedSequence([seed, epoch, repeat]).generate_state(1, dtype=np.uint64)
-    return torch.randperm(size, generator=torch.Generator().manual_seed(int(state) >> 1))
+    return torch.randperm(size, generator=seeded_generator(seed, epoch, repeat))
+
+
+def sample_seeds(size: int, seed: int, epoch: int, repeat: int = 0) -> Tensor:
+    """One augmentation seed per sample for pass ``repeat`` of ``epoch``: a pure function of its arguments."""
+    # A stream of its own (the trailing 1): the seeds are unrelated to the permutation of the same pass.
+    return torch.randint(2**62, (size,), generator=seeded_generator(seed, epoch, repeat, 1))
+
+
+def seeded_generator(*words: int) -> torch.Generator:
+    """A torch generator seeded from ``words`` (non-negative ints): a pure function of them."""
+    # SeedSequence mixes the words, so (seed=0, epoch=2) and (seed=1, epoch=1) get unrelated streams.
+    (state,) = np.random.SeedSequence(list(words)).generate_state(1, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state) >> 1)
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -143,11 +184,12 @@ class EpochBatchSampler(Sampler[list[int]]):
     A last batch of a single sample is dropped: batch normalisation cannot train on it.
 
     Call :meth:`set_epoch` before each epoch; its ``start`` skips that many batches (resume mid-epoch).
+    With ``with_seeds`` a batch is a list of :class:`SampleKey` instead of a list of indices.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 num_batches: int | None = None) -> None:
-        self.size, self.batch_size, self.seed = size, batch_size, seed
+                 num_batches: int | None = None, with_seeds: bool = False) -> None:
+        self.size, self.batch_size, self.seed, self.with_seeds = size, batch_size, seed, with_seeds
         self.rank, self.world_size = rank, world_size
         self.per_rank = -(-size // world_size)
         full, rest = divmod(self.per_rank, batch_size)
@@ -164,7 +206,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.num_batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[Any]]:  # list[int], or list[SampleKey] with_seeds
         epoch, start = self.epoch, self.start
         self.start = 0  # a skip applies to one iterator only
         for b in range(start, self.num_batches):
@@ -172,12 +214,16 @@ class EpochBatchSampler(Sampler[list[int]]):
             shard = self._shard(epoch, repeat)
             yield shard[within * self.batch_size:(within + 1) * self.batch_size]
 
-    def _shard(self, epoch: int, repeat: int) -> list[int]:
+    def _shard(self, epoch: int, repeat: int) -> list[Any]:
         key = (epoch, repeat)
         if getattr(self, "_cache_key", None) != key:  # one permutation per pass, not per batch
             order = epoch_permutation(self.size, self.seed, epoch, repeat)
             padded = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
-            self._cache_key, self._cache = key, padded[self.rank::self.world_size].tolist()
+            shard: list[Any] = padded[self.rank::self.world_size].tolist()
+            if self.with_seeds:
+                seeds = sample_seeds(self.size, self.seed, epoch, repeat).tolist()
+                shard = [SampleKey(i, seeds[i]) for i in shard]
+            self._cache_key, self._cache = key, shard
         return self._cache
 
 
@@ -210,7 +256,8 @@ def build_loaders(data: DataBundle, config: TrainConfig, rank: int = 0, world_si
                   pin_memory: bool = False) -> tuple[DataLoader, DataLoader]:
     """The training loader (an :class:`EpochBatchSampler`) and the validation loader (a :class:`ShardSampler`)."""
     batches = EpochBatchSampler(len(data.train), config.batch_size, config.seed, rank, world_size,
-                                num_batches=config.epoch_length)
+                                num_batches=config.epoch_length,
+                                with_seeds=getattr(data.train, "takes_sample_seeds", False))
     train = DataLoader(data.train, batch_sampler=batches,
                        **_loader_kwargs(data.train, config.num_workers, pin_memory, config.seed))
     val = DataLoader(data.val, batch_size=config.batch_size, sampler=ShardSampler(len(data.val), rank, world_size),

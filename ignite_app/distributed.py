@@ -5,7 +5,8 @@
 - under ``torchrun`` (``WORLD_SIZE`` and ``LOCAL_RANK`` set): ``idist.Parallel`` joins the processes torchrun
   started (env:// rendezvous, any number of machines).
 
-Each process runs :func:`worker`, which builds and runs the app and turns its outcome into an exit code.
+Each process runs :func:`worker`, which builds and runs the app and turns its outcome into an exit code;
+:func:`run_processes` does the same for any such function (``scripts/evaluate.py`` uses it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ignite.distributed as idist
@@ -37,25 +39,37 @@ def launch(config: TrainConfig, prog: str = "train.py", argv: list[str] | None =
     Raises:
         UsageError: the layout is contradictory (torchrun without ``--backend``, say).
     """
-    if config.backend is None:
+    return run_processes(worker, (config, prog, argv), config.backend, config.nproc_per_node)
+
+
+def run_processes(fn: Callable[..., int], args: Sequence[Any], backend: str | None,
+                  nproc_per_node: int | None) -> int:
+    """Run ``fn(local_rank, *args)`` in every process of the layout asked for; returns rank 0's exit code.
+
+    ``fn`` returns an exit code and must be defined at module level (spawned processes import it by name).
+
+    Raises:
+        UsageError: the layout is contradictory (torchrun without ``backend``, say).
+    """
+    if backend is None:
         if under_torchrun():
             raise UsageError(f"started as one of {os.environ['WORLD_SIZE']} processes (torchrun): pass --backend "
                              "gloo (CPU) or nccl (GPUs)")
-        return worker(0, config, prog, argv)
-    if config.backend not in idist.available_backends():
-        raise UsageError(f"--backend {config.backend} is not available in this torch build; available: "
+        return fn(0, *args)
+    if backend not in idist.available_backends():
+        raise UsageError(f"--backend {backend} is not available in this torch build; available: "
                          f"{', '.join(idist.available_backends()) or 'none'}")
     if under_torchrun():
-        if config.nproc_per_node is not None:
+        if nproc_per_node is not None:
             raise UsageError("torchrun already started the processes: drop --nproc-per-node (use torchrun's "
                              "--nproc_per_node)")
         codes: list[int] = []
-        parallel = idist.Parallel(backend=config.backend)
+        parallel = idist.Parallel(backend=backend)
         _quiet_launcher()
         with parallel:
-            parallel.run(_collect, config, prog, argv, codes)
+            parallel.run(_collect, fn, args, codes)
         return codes[0]
-    return _spawn(config, prog, argv)
+    return _spawn(fn, args, backend, nproc_per_node)
 
 
 def _quiet_launcher() -> None:
@@ -65,28 +79,28 @@ def _quiet_launcher() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _collect(local_rank: int, config: TrainConfig, prog: str, argv: list[str] | None, codes: list[int]) -> None:
-    codes.append(worker(local_rank, config, prog, argv))
+def _collect(local_rank: int, fn: Callable[..., int], args: Sequence[Any], codes: list[int]) -> None:
+    codes.append(fn(local_rank, *args))
 
 
-def _exit_with(local_rank: int, config: TrainConfig, prog: str, argv: list[str] | None) -> None:
-    code = worker(local_rank, config, prog, argv)
+def _exit_with(local_rank: int, fn: Callable[..., int], args: Sequence[Any]) -> None:
+    code = fn(local_rank, *args)
     if code:
         sys.exit(code)  # the parent reads it from the ProcessExitedException
 
 
-def _spawn(config: TrainConfig, prog: str, argv: list[str] | None) -> int:
+def _spawn(fn: Callable[..., int], args: Sequence[Any], backend: str, nproc_per_node: int | None) -> int:
     # A free port instead of ignite's fixed default: two runs on one machine must not collide.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     previous = _forward_stop_signals()
     try:
-        parallel = idist.Parallel(backend=config.backend, nproc_per_node=config.nproc_per_node or 1,
+        parallel = idist.Parallel(backend=backend, nproc_per_node=nproc_per_node or 1,
                                   master_addr="127.0.0.1", master_port=port)
         _quiet_launcher()
         with parallel:
-            parallel.run(_exit_with, config, prog, argv)
+            parallel.run(_exit_with, fn, args)
     except torch.multiprocessing.ProcessExitedException as e:
         return e.exit_code if e.exit_code > 0 else 128 - e.exit_code  # killed by signal n: exit_code is -n
     finally:
@@ -110,9 +124,8 @@ def _forward_stop_signals() -> dict[int, Any]:
             signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
 
 
-def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: list[str] | None = None) -> int:
-    """Build and run the app in this process; map the outcome to an exit code, reported by rank 0."""
-    from ignite_app.app import build  # late: spawned processes import the heavy modules themselves
+def setup_process() -> int:
+    """Logging and threads of one process of a run: rank 0 logs to the console. Returns the rank."""
     from ignite_app.rundir import enable_console_logging
 
     _quiet_launcher()
@@ -124,6 +137,14 @@ def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: l
     if idist.get_world_size() > 1 and not torch.cuda.is_available():
         # Several CPU processes on one machine: without this each one starts a thread per core and they fight.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
+    return rank
+
+
+def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: list[str] | None = None) -> int:
+    """Build and run the app in this process; map the outcome to an exit code, reported by rank 0."""
+    from ignite_app.app import build  # late: spawned processes import the heavy modules themselves
+
+    rank = setup_process()
     try:
         build(config).run()
     except UsageError as e:

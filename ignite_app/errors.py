@@ -3,9 +3,15 @@
 import signal
 
 
-
 class UsageError(ValueError):
     """The run cannot start as asked (an existing run folder, an unavailable device...); the CLI exits with 2."""
+
+
+class DataError(UsageError):
+    """The data cannot be used as it is (a missing folder, an unreadable image, a class without images...).
+
+    Raised before anything is written; the message names the path and says how to fix it. The CLIs exit with 2.
+    """
 
 
 class TrainingDiverged(RuntimeError):

@@ -1,7 +1,19 @@
-"""Evaluate a saved model: rebuild it from its checkpoint and run the evaluator over a validation set."""
+"""Evaluate a saved model: rebuild it, its classes and its normalisation from the checkpoint, then run the evaluator.
+
+Nothing about the data preparation is recomputed: the classes, the image size and channels (in the saved config)
+and the training set's mean and std all come from the checkpoint, so evaluation sees the pixels training saw.
+The two report files (:func:`write_confusion_matrix_csv`, :func:`write_classification_report_csv`) are written by
+``scripts/evaluate.py --output DIR``.
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,21 +21,40 @@ import ignite.distributed as idist
 import torch
 from ignite.metrics import Loss
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ignite_app.checkpoint import CheckpointError, load_checkpoint
-from ignite_app.config import TrainConfig
-from ignite_app.data import DataBundle, ShardSampler, build_data
+from ignite_app.config import ConfigError, TrainConfig
+from ignite_app.data import DataBundle, ShardSampler, load_digits_data, load_synthetic_data
 from ignite_app.engines import StepOptions, create_evaluator
-from ignite_app.metrics import REPORT, ClassificationReport, ConfusionMatrixMetric
+from ignite_app.fileio import atomic_write_text
+from ignite_app.metrics import REPORT, SCORE_COLUMNS, ClassificationReport, ConfusionMatrixMetric
 from ignite_app.models import build_model
 
 MODEL_KEYS = ("state_dict", "model")  # best_model.pt, training_<iteration>.pt
+CONFUSION_MATRIX_CSV = "confusion_matrix.csv"
+CLASSIFICATION_REPORT_CSV = "classification_report.csv"
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A trained model and everything needed to feed it data prepared as in training."""
+
+    path: Path
+    model: nn.Module
+    config: TrainConfig  # the training run's config: dataset, image size, channels...
+    classes: tuple[str, ...]
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    mean: tuple[float, ...]  # the training set's per-channel normalisation constants
+    std: tuple[float, ...]
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: Path) -> tuple[nn.Module, TrainConfig]:
     """The network a checkpoint was trained as, with its weights, and the config it was trained with."""
-    config = TrainConfig.from_dict(checkpoint["config"])
+    try:
+        config = TrainConfig.from_dict(checkpoint["config"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"checkpoint {path} holds no usable training config ({e})") from None
     weights = next((checkpoint[k] for k in MODEL_KEYS if k in checkpoint), None)
     if weights is None or "classes" not in checkpoint or "input_shape" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} holds no model of this app (expected keys 'state_dict' or "
@@ -33,27 +64,162 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: Path) -> tuple[nn.Mo
     return model, config
 
 
-def evaluate_checkpoint(path: Path, data: DataBundle | None = None, batch_size: int = 256,
-                        device: torch.device | None = None) -> ClassificationReport:
-    """The validation report of the model in checkpoint ``path``, exact over any number of processes.
+def load_saved_model(path: Path) -> SavedModel:
+    """Load ``best_model.pt`` or a training checkpoint as a :class:`SavedModel` (on the CPU, in eval mode).
+
+    Raises:
+        CheckpointError: the file is unreadable, or lacks the model, the classes or the normalisation constants.
+    """
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    model, config = model_from_checkpoint(checkpoint, path)
+    norm = checkpoint.get("normalization")
+    if not norm or "mean" not in norm or "std" not in norm:
+        raise CheckpointError(f"checkpoint {path} holds no normalisation constants (key 'normalization'); it was "
+                              "written by an earlier version: evaluate best_model.pt, or a newer checkpoint")
+    return SavedModel(path, model.eval(), config, tuple(checkpoint["classes"]),
+                      tuple(checkpoint["input_shape"]),  # type: ignore[arg-type]
+                      tuple(map(float, norm["mean"])), tuple(map(float, norm["std"])))
+
+
+def evaluation_config(saved: SavedModel, dataset: str | None = None, data_dir: Path | None = None,
+                      val_split: float | None = None, on_bad_image: str | None = None,
+                      num_workers: int | None = None) -> TrainConfig:
+    """The config that describes the data to evaluate ``saved`` on.
+
+    Without ``data_dir``, and without a ``dataset`` other than the checkpoint's, it is the training run's own
+    validation data. Otherwise the data options come from the arguments alone (``--val-split`` is not inherited:
+    a test folder is evaluated whole). The image size and channels always stay the checkpoint's.
+
+    Raises:
+        ConfigError: the options contradict each other (``--dataset folder`` without a data folder, say).
+    """
+    changes: dict[str, Any] = {}
+    if data_dir is not None or dataset not in (None, saved.config.dataset):
+        dataset = dataset or ("folder" if data_dir is not None else saved.config.dataset)
+        changes.update(dataset=dataset, data_dir=data_dir, val_split=val_split, label_map=None)
+        if dataset != "folder":
+            changes["augment"] = None
+    elif val_split is not None:
+        changes["val_split"] = val_split
+    if on_bad_image is not None:
+        changes["on_bad_image"] = on_bad_image
+    if num_workers is not None:
+        changes["num_workers"] = num_workers
+    return dataclasses.replace(saved.config, **changes)
+
+
+def evaluation_data(saved: SavedModel, config: TrainConfig) -> tuple[Dataset, tuple[str, ...]]:
+    """The dataset to evaluate ``saved`` on, normalised with the checkpoint's constants.
+
+    Returns the dataset and the ``path: reason`` lines of images left out by ``--on-bad-image skip``.
+
+    Raises:
+        CheckpointError: the data's classes or input shape differ from the checkpoint's.
+        DataError: the folder data cannot be used (see :func:`ignite_app.folder.scan_folder`).
+    """
+    normalization = (saved.mean, saved.std)
+    if (config.dataset == "folder") != (saved.config.dataset == "folder"):
+        # the constants are on another scale (image files: [0, 1]; digits: raw 0..16 values): never mix them
+        raise CheckpointError(f"checkpoint {saved.path} was trained on --dataset {saved.config.dataset}, not on "
+                              f"--dataset {config.dataset}; evaluate it on --dataset {saved.config.dataset} data")
+    if config.dataset == "folder":
+        from ignite_app.folder import checkpoint_classes, folder_eval_dataset  # late: Pillow only when needed
+
+        # the folders must hold exactly the checkpoint's classes; scan_folder refuses anything else
+        return folder_eval_dataset(config, checkpoint_classes(saved.classes, saved.path), saved.mean, saved.std)
+    bundle = load_digits_data(normalization) if config.dataset == "digits" else load_synthetic_data(
+        normalization=normalization)
+    check_matches(saved, bundle)
+    return bundle.val, ()
+
+
+def check_matches(saved: SavedModel, data: DataBundle) -> None:
+    """Refuse data whose classes or input shape differ from the checkpoint's."""
+    if data.classes != saved.classes:
+        raise CheckpointError(f"checkpoint {saved.path} was trained on classes {list(saved.classes)}, the data has "
+                              f"{list(data.classes)}; evaluate it on data with the same classes")
+    if tuple(data.input_shape) != saved.input_shape:
+        raise CheckpointError(f"checkpoint {saved.path} was trained on {'x'.join(map(str, saved.input_shape))} "
+                              f"inputs, the data has {'x'.join(map(str, data.input_shape))}; evaluate it on data "
+                              "of the same shape")
+
+
+def evaluate_checkpoint(path: Path, data: DataBundle | Dataset | None = None, batch_size: int = 256,
+                        device: torch.device | None = None, config: TrainConfig | None = None,
+                        num_workers: int = 0) -> ClassificationReport:
+    """The report of the model in checkpoint ``path``, exact over any number of processes.
 
     Args:
         path: ``best_model.pt`` or a training checkpoint.
-        data: the data to evaluate on (its ``val`` split); default: the dataset the checkpoint was trained on.
+        data: what to evaluate on: a :class:`DataBundle` (its ``val`` split, classes checked) or a dataset
+            prepared for this checkpoint; default: the data ``config`` describes.
         batch_size: samples per batch in each process.
         device: default: this process's device.
+        config: the data to build when ``data`` is None (see :func:`evaluation_config`); default: the
+            checkpoint's own validation data.
+        num_workers: data-loading worker processes.
     """
-    checkpoint = load_checkpoint(Path(path))
-    model, config = model_from_checkpoint(checkpoint, Path(path))
-    data = data if data is not None else build_data(config)
-    if tuple(checkpoint["classes"]) != data.classes:
-        raise CheckpointError(f"checkpoint {path} was trained on classes {list(checkpoint['classes'])}, the data "
-                              f"has {list(data.classes)}; evaluate it on data with the same classes")
+    saved = load_saved_model(Path(path))
+    if data is None:
+        data, _ = evaluation_data(saved, config or saved.config)
+    elif isinstance(data, DataBundle):
+        check_matches(saved, data)
+    return evaluate_saved(saved, data.val if isinstance(data, DataBundle) else data, batch_size, device,
+                          num_workers)
+
+
+def evaluate_saved(saved: SavedModel, dataset: Dataset, batch_size: int = 256, device: torch.device | None = None,
+                   num_workers: int = 0) -> ClassificationReport:
+    """Run ``saved``'s model over ``dataset``, each process on its share, and return the reduced report."""
     device = device or idist.device()
-    sampler = ShardSampler(len(data.val), idist.get_rank(), idist.get_world_size())  # no padding: exact counts
-    loader = DataLoader(data.val, batch_size=batch_size, sampler=sampler,
-                        collate_fn=getattr(data.val, "collate_fn", None))
-    metrics = {REPORT: ConfusionMatrixMetric(data.classes, device=device), "loss": Loss(nn.CrossEntropyLoss())}
-    evaluator = create_evaluator(model.to(device), StepOptions(device), metrics)
+    sampler = ShardSampler(len(dataset), idist.get_rank(), idist.get_world_size())  # no padding: exact counts
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        pin_memory=device.type == "cuda", collate_fn=getattr(dataset, "collate_fn", None))
+    metrics = {REPORT: ConfusionMatrixMetric(saved.classes, device=device), "loss": Loss(nn.CrossEntropyLoss())}
+    evaluator = create_evaluator(saved.model.to(device), StepOptions(device, non_blocking=device.type == "cuda"),
+                                 metrics)
     evaluator.run(loader)
     return evaluator.state.metrics[REPORT]
+
+
+# The two report files. The training run's reports (another module) write the same format; keep them in step.
+def confusion_matrix_csv(report: ClassificationReport) -> str:
+    """``true\\predicted`` and the class names, then one row per true class with its counts per predicted class."""
+    rows = [["true\\predicted", *report.class_names]]
+    rows += [[name, *map(int, counts)] for name, counts in zip(report.class_names, report.counts)]
+    return _csv(rows)
+
+
+def classification_report_csv(report: ClassificationReport) -> str:
+    """``class,precision,recall,f1,accuracy,support``: one row per class, then ``macro avg`` and ``weighted avg``.
+
+    Scores are written in full precision; the averages' ``accuracy`` cell is empty (see
+    :meth:`ClassificationReport.table`).
+    """
+    table = report.table()
+    rows: list[list[Any]] = [["class", *SCORE_COLUMNS]]
+    for name, row in zip(table.index, table.itertuples(index=False)):
+        values = dict(zip(SCORE_COLUMNS, row))
+        rows.append([name, *(_score(values[c]) for c in SCORE_COLUMNS[:-1]), int(values["support"])])
+    return _csv(rows)
+
+
+def write_confusion_matrix_csv(path: Path, report: ClassificationReport) -> None:
+    """Write :func:`confusion_matrix_csv` to ``path`` atomically."""
+    atomic_write_text(Path(path), confusion_matrix_csv(report))
+
+
+def write_classification_report_csv(path: Path, report: ClassificationReport) -> None:
+    """Write :func:`classification_report_csv` to ``path`` atomically."""
+    atomic_write_text(Path(path), classification_report_csv(report))
+
+
+def _score(value: float) -> str:
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def _csv(rows: Sequence[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)  # quotes class names that hold commas or quotes
+    return buffer.getvalue()

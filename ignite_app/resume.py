@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import ignite.distributed as idist
 from ignite.handlers import Checkpoint
 
-from ignite_app.checkpoint import CheckpointError, load_checkpoint, newest_loadable
+from ignite_app.checkpoint import CheckpointError, Value, load_checkpoint, newest_loadable
 from ignite_app.config import ConfigError, TrainConfig
 
 log = logging.getLogger("ignite_app")
@@ -75,8 +76,16 @@ def find_resume_point(config: TrainConfig) -> tuple[ResumePoint | None, TrainCon
     return point, dataclasses.replace(config, output_dir=point.run_dir.parent, run_name=point.run_dir.name)
 
 
-def check_resumable(point: ResumePoint, config: TrainConfig, classes: tuple[str, ...]) -> None:
+def check_resumable(point: ResumePoint, config: TrainConfig, classes: tuple[str, ...],
+                    normalization: Mapping[str, Sequence[float]] | None = None) -> None:
     """Refuse a checkpoint of another kind of run, or of a run that has nothing left to do.
+
+    Args:
+        point: the checkpoint.
+        config: this run's config.
+        classes: this run's classes.
+        normalization: this run's ``{"mean": [...], "std": [...]}``; they were computed from the training images, so
+            a difference means that the training set changed (images added, removed, edited, or now unreadable).
 
     Raises:
         CheckpointError: the message lists every difference, or says why the run is complete.
@@ -85,6 +94,10 @@ def check_resumable(point: ResumePoint, config: TrainConfig, classes: tuple[str,
     saved_classes = tuple(point.checkpoint.get("classes", ()))
     if saved_classes != classes:
         differences.append(f"classes: {list(saved_classes)} -> {list(classes)}")
+    saved = point.checkpoint.get("normalization")  # absent from checkpoints of earlier versions
+    if saved is not None and normalization is not None and not _same_constants(saved, normalization):
+        differences.append(f"training-set mean and std (the training images changed): {dict(saved)} -> "
+                           f"{dict(normalization)}")
     if differences:
         lines = "\n  ".join(differences)
         raise CheckpointError(f"checkpoint {point.path} comes from an incompatible run; these differ "
@@ -106,8 +119,19 @@ def check_resumable(point: ResumePoint, config: TrainConfig, classes: tuple[str,
                               f"{epochs_done} ({stopping['counter']} validations without a better accuracy)")
 
 
+def _same_constants(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]]) -> bool:
+    # a tolerance: the digits' float reductions may round differently with another number of threads
+    return all(len(a[k]) == len(b[k]) and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
+                                              for x, y in zip(a[k], b[k])) for k in ("mean", "std"))
+
+
 def restore(to_load: Mapping[str, Any], point: ResumePoint) -> None:
-    """Load every object of ``to_load`` from the checkpoint (ignite's ``Checkpoint.load_objects``)."""
+    """Load every object of ``to_load`` from the checkpoint (ignite's ``Checkpoint.load_objects``).
+
+    Plain values (:class:`~ignite_app.checkpoint.Value`: classes, config...) are only written, never loaded back, so
+    a checkpoint from before one of them was added still resumes.
+    """
+    to_load = {k: v for k, v in to_load.items() if k in point.checkpoint or not isinstance(v, Value)}
     missing = sorted(set(to_load) - set(point.checkpoint))
     if missing:
         raise CheckpointError(f"checkpoint {point.path} lacks {missing}; it was not written by this version of "

@@ -105,3 +105,14 @@ def test_resuming_with_another_number_of_processes_is_refused(two_process_run):
     result = run_script("train.py", *ARGS, "--epochs", "3", "--resume", run_dir / "checkpoints" / "training_10.pt")
     assert result.returncode == 2
     assert "was trained by 2 process(es), this run has 1" in result.stderr
+
+
+def test_the_evaluate_script_reproduces_a_digits_run(two_process_run, tmp_path):
+    run_dir, _ = two_process_run
+    result = run_script("evaluate.py", "--checkpoint", run_dir / "checkpoints" / "best_model.pt", "--output", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "data: digits (validation split), 360 images" in result.stdout
+    rows = [line.split(",") for line in (tmp_path / "confusion_matrix.csv").read_text().splitlines()]
+    assert rows[0] == ["true\\predicted", *map(str, range(10))]
+    recorded = load_checkpoint(run_dir / "checkpoints" / "training_10.pt")["best_report"]["counts"]
+    assert torch.equal(torch.tensor([[int(v) for v in row[1:]] for row in rows[1:]]), recorded)

@@ -1,0 +1,293 @@
+"""Image-folder datasets: find the images, resolve the classes, and refuse bad data before anything is written.
+
+Two layouts are accepted::
+
+    DIR/train/<class>/<image>       DIR/<class>/<image>
+    DIR/val/<class>/<image>         (with --val-split FRACTION: a stratified split, the same for every --seed)
+
+Images may sit in sub-folders of their class folder. Names that start with "." and files without an image
+extension (:data:`~ignite_app.transforms.IMAGE_EXTENSIONS`) are ignored. The classes come from ``--label-map``
+(line i = class i) or, without one, from the sorted class folder names.
+
+Before training, every image is decoded once (in ``--num-workers`` processes, :mod:`ignite_app.imagecheck`): that
+pass finds unreadable files and sums the training pixels for the normalisation constants. It costs about one
+epoch of loading.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ignite_app.config import TrainConfig
+from ignite_app.data import DataBundle, SampleKey, seeded_generator
+from ignite_app.errors import DataError
+from ignite_app.metrics import read_label_map
+from ignite_app.transforms import IMAGE_EXTENSIONS, ImageTransform, is_image_file
+
+SPLIT_SEED = 0  # fixed, as for the digits: runs with different --seed are validated on the same images
+TRAIN, VAL = "train", "val"
+MAX_LISTED = 10  # names or files listed in one message
+
+Sample = tuple[str, int]  # (path, class index)
+
+
+@dataclass(frozen=True)
+class ClassList:
+    """Class names in index order, where they came from, and how to fix data that disagrees with them."""
+
+    names: tuple[str, ...]
+    origin: str  # "the label map labels.txt", "the classes of checkpoint best_model.pt"
+    unlisted_fix: str  # for a class folder that is not in the list; may use {name} and {root}
+    missing_fix: str  # for a listed class without images
+
+
+def label_map_classes(path: Path) -> ClassList:
+    """The classes of a label-map file (line i = class i).
+
+    Raises:
+        DataError: the file is missing, unreadable, empty, or has a blank or repeated line.
+    """
+    try:
+        names = read_label_map(path)
+    except FileNotFoundError:
+        raise DataError(f"--label-map {path}: no such file; pass the label-map file (one class name per line), "
+                        "or drop --label-map to use the sorted class folder names") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"--label-map {path} cannot be read ({e}); it must be a UTF-8 text file, one class name "
+                        "per line") from None
+    except ValueError as e:  # blank or duplicate line: read_label_map names the line
+        raise DataError(f"{e}; fix the file, then start again") from None
+    return ClassList(tuple(names), f"the label map {path}", f"add the line '{{name}}' to {path}, or move the "
+                     "folder out of {root}", f"add images there, or remove the line from {path}")
+
+
+def checkpoint_classes(names: Sequence[str], path: Path) -> ClassList:
+    """The classes a checkpoint was trained on, as the class list that evaluation data must match."""
+    return ClassList(tuple(names), f"the classes of checkpoint {path}",
+                     "the model cannot predict it: evaluate on folders of the checkpoint's classes only",
+                     "evaluate on data that has every class the model was trained on")
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """The images found, by split: ``(path, class index)`` pairs, before any is decoded."""
+
+    classes: tuple[str, ...]
+    train: list[Sample]
+    val: list[Sample]
+
+
+def scan_folder(data_dir: Path, val_split: float | None, classes: ClassList | None = None,
+                evaluation: bool = False) -> FolderScan:
+    """Find the images of ``data_dir`` and check the layout and the classes.
+
+    Args:
+        data_dir: the ``--data-dir`` folder.
+        val_split: the ``--val-split`` fraction (flat layout only).
+        classes: the class list to follow (label map, checkpoint); default: the sorted folder names.
+        evaluation: find only the images to evaluate: ``DIR/val``, the ``--val-split`` share of a flat folder, or
+            every image of a flat folder without ``--val-split``; ``train`` is then empty.
+
+    Raises:
+        DataError: a missing or empty folder, a wrong layout, a class folder without images, train and val
+            folders with different classes, or folders that disagree with ``classes``.
+    """
+    roots = _layout(Path(data_dir), val_split, evaluation)
+    found = {split: _files_by_class(root) for split, root in roots.items()}
+    names = _resolve_classes(found, roots, classes)
+    if set(roots) == {TRAIN, VAL} or (evaluation and VAL in roots):
+        files = found
+    elif val_split is not None:
+        train, val = stratified_split(found[TRAIN], val_split)
+        files = {TRAIN: train, VAL: val} if not evaluation else {VAL: val}
+    else:  # evaluation on a whole flat folder
+        files = {VAL: found[TRAIN]}
+    index = {name: i for i, name in enumerate(names)}
+
+    def samples(split: str) -> list[Sample]:
+        by_class = files.get(split, {})
+        return [(str(path), index[name]) for name in names for path in by_class.get(name, ())]
+
+    scan = FolderScan(names, samples(TRAIN), samples(VAL))
+    if not scan.val:
+        raise DataError(f"--val-split {val_split} leaves no image of {data_dir} for validation (every class has "
+                        "a single image); add images or use DIR/train and DIR/val folders")
+    return scan
+
+
+def _layout(data_dir: Path, val_split: float | None, evaluation: bool) -> dict[str, Path]:
+    """The split folders: ``{train, val}`` for DIR/train + DIR/val, ``{train}`` for a flat folder."""
+    if not data_dir.exists():
+        raise DataError(f"--data-dir {data_dir}: no such folder; pass the folder that holds train/ and val/ (or "
+                        "one folder per class)")
+    if not data_dir.is_dir():
+        raise DataError(f"--data-dir {data_dir} is a file, not a folder; pass the folder that holds train/ and "
+                        "val/ (or one folder per class)")
+    train, val = data_dir / TRAIN, data_dir / VAL
+    if val.is_dir() and (train.is_dir() or evaluation):
+        if val_split is not None:
+            raise DataError(f"--val-split {val_split}: {data_dir} already has train/ and val/ folders, which fix "
+                            "the split; drop --val-split")
+        return {VAL: val} if evaluation else {TRAIN: train, VAL: val}
+    if train.is_dir() and not evaluation:
+        raise DataError(f"{data_dir} has a train/ folder but no val/ folder: add {val}/<class>/ folders with "
+                        "validation images, or put the class folders directly in "
+                        f"{data_dir} and pass --val-split 0.2")
+    if not any(_class_folders(data_dir)):
+        raise DataError(f"--data-dir {data_dir} holds no class folders; expected {data_dir}/train/<class>/<image> "
+                        f"and {data_dir}/val/<class>/<image>, or {data_dir}/<class>/<image> with --val-split 0.2")
+    if val_split is None and not evaluation:
+        raise DataError(f"{data_dir} has class folders but no train/ and val/ folders: pass --val-split 0.2 to "
+                        "hold out 20% of each class for validation, or split the images into "
+                        f"{data_dir}/train/<class>/ and {data_dir}/val/<class>/")
+    return {TRAIN: data_dir}
+
+
+def _class_folders(root: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+
+def find_images(folder: Path) -> list[Path]:
+    """The image files under ``folder``, recursively, in a fixed (sorted) order; hidden names are skipped."""
+    found: list[Path] = []
+    for parent, dirs, files in os.walk(folder):  # symbolic links to folders inside are not followed: no cycles
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(parent, f) for f in sorted(files) if not f.startswith(".") and is_image_file(Path(f))]
+    return found
+
+
+def _files_by_class(root: Path) -> dict[str, list[Path]]:
+    folders = _class_folders(root)
+    if not folders:
+        raise DataError(f"{root} holds no class folders; expected {root}/<class>/<image> (one folder per class)")
+    files = {name: find_images(folder) for name, folder in folders.items()}
+    empty = [str(folders[name]) for name, images in files.items() if not images]
+    if empty:
+        raise DataError(f"class folder{'s' if len(empty) > 1 else ''} {_listing(empty)} "
+                        f"hold{'' if len(empty) > 1 else 's'} no images ({', '.join(IMAGE_EXTENSIONS)}); add "
+                        "images or remove the folder")
+    return files
+
+
+def _resolve_classes(found: Mapping[str, Mapping[str, list[Path]]], roots: Mapping[str, Path],
+                     classes: ClassList | None) -> tuple[str, ...]:
+    if len(found) == 2:
+        only_train = sorted(set(found[TRAIN]) - set(found[VAL]))
+        only_val = sorted(set(found[VAL]) - set(found[TRAIN]))
+        if only_train or only_val:
+            raise DataError(f"the class folders of {roots[TRAIN]} and {roots[VAL]} differ (only in train: "
+                            f"{_listing(only_train)}; only in val: {_listing(only_val)}); give both the same "
+                            "class folders: every class needs training and validation images")
+    split, folder_names = next(iter(found.items()))
+    root = roots[split]
+    if classes is None:
+        return tuple(sorted(folder_names))
+    unlisted = sorted(set(folder_names) - set(classes.names))
+    if unlisted:
+        raise DataError(f"class folder {root / unlisted[0]} is not in {classes.origin} ({len(classes.names)} "
+                        f"classes: {_listing(classes.names)}); "
+                        + classes.unlisted_fix.format(name=unlisted[0], root=root)
+                        + (f" ({len(unlisted) - 1} more such folders: {_listing(unlisted[1:])})"
+                           if len(unlisted) > 1 else ""))
+    missing = [name for name in classes.names if name not in folder_names]
+    if missing:
+        raise DataError(f"class {missing[0]!r} of {classes.origin} has no images: expected them in "
+                        f"{root / missing[0]}/; {classes.missing_fix}"
+                        + (f" ({len(missing) - 1} more such classes: {_listing(missing[1:])})"
+                           if len(missing) > 1 else ""))
+    return classes.names
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(map(str, names[:MAX_LISTED]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > MAX_LISTED else "") if names else "none"
+
+
+def stratified_split(files: Mapping[str, Sequence[Path]], fraction: float,
+                     seed: int = SPLIT_SEED) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Hold out ``round(fraction * n)`` of each class's ``n`` images for validation, chosen at random.
+
+    A class of two or more images keeps at least one on each side; a class of a single image trains only. Each
+    class is shuffled by its own generator (seeded from ``seed`` and the class name), so adding a class or
+    images to one class leaves the split of the others as it was.
+    """
+    train: dict[str, list[Path]] = {}
+    val: dict[str, list[Path]] = {}
+    for name, paths in files.items():
+        n = len(paths)
+        n_val = min(n - 1, max(1, round(fraction * n))) if n > 1 else 0
+        order = torch.randperm(n, generator=seeded_generator(seed, zlib.crc32(name.encode("utf-8")))).tolist()
+        held_out = set(order[:n_val])
+        val[name] = [p for i, p in enumerate(paths) if i in held_out]
+        train[name] = [p for i, p in enumerate(paths) if i not in held_out]
+    return train, val
+
+
+class FolderDataset(Dataset):
+    """Image files and their labels, decoded on access (in the loader's worker processes).
+
+    An item is fetched by index (validation, prediction: never augmented) or by :class:`SampleKey` (training):
+    the key's seed then drives the random crop and flip, so augmentation does not depend on the worker.
+    """
+
+    def __init__(self, samples: Sequence[Sample], transform: ImageTransform) -> None:
+        self.paths = [path for path, _ in samples]  # plain strings: cheap to send to the worker processes
+        self.labels = [label for _, label in samples]
+        self.transform = transform
+
+    @property
+    def takes_sample_seeds(self) -> bool:
+        """Whether the training sampler should send :class:`SampleKey` items (the dataset augments)."""
+        return self.transform.augment
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[Tensor, int]:
+        index, seed = (key.index, key.seed) if isinstance(key, SampleKey) else (int(key), None)
+        return self.transform(self.transform.load(self.paths[index]), seed), self.labels[index]
+
+
+def build_folder_data(config: TrainConfig) -> DataBundle:
+    """The training and validation sets of ``--dataset folder``, checked, with the training set's mean and std.
+
+    Raises:
+        DataError: anything :func:`scan_folder` or :func:`~ignite_app.imagecheck.check_images` refuses.
+    """
+    from ignite_app.imagecheck import check_images  # late: keeps this module's import light for the workers
+
+    classes = label_map_classes(config.label_map) if config.label_map is not None else None
+    scan = scan_folder(Path(str(config.data_dir)), config.val_split, classes)
+    checked = check_images(scan, config.channels, config.image_size, config.on_bad_image, config.num_workers,
+                           with_stats=True)
+    mean, std = checked.stats.mean_std()
+    shape = (config.channels, config.image_size, config.image_size)
+    return DataBundle(
+        train=FolderDataset(checked.train, ImageTransform(config.image_size, config.channels, mean, std,
+                                                          augment=config.augments)),
+        val=FolderDataset(checked.val, ImageTransform(config.image_size, config.channels, mean, std)),
+        classes=scan.classes, input_shape=shape, mean=mean, std=std,
+        skipped=tuple(str(bad) for bad in checked.skipped))
+
+
+def folder_eval_dataset(config: TrainConfig, classes: ClassList, mean: Sequence[float],
+                        std: Sequence[float]) -> tuple[FolderDataset, tuple[str, ...]]:
+    """The images to evaluate (see :func:`scan_folder`'s ``evaluation``), normalised with the given constants.
+
+    Returns the dataset and the ``path: reason`` lines of the images left out by ``--on-bad-image skip``.
+    """
+    from ignite_app.imagecheck import check_images
+
+    scan = scan_folder(Path(str(config.data_dir)), config.val_split, classes, evaluation=True)
+    checked = check_images(scan, config.channels, config.image_size, config.on_bad_image, config.num_workers,
+                           with_stats=False, listed_in="the output")
+    transform = ImageTransform(config.image_size, config.channels, tuple(mean), tuple(std))
+    return FolderDataset(checked.val, transform), tuple(str(bad) for bad in checked.skipped)

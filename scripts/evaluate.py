@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Evaluate a trained model: ``python scripts/evaluate.py --help`` lists the options."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from ignite_app.evaluate_cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Folder datasets in-process: layouts, label maps, the split, every bad-data refusal, deterministic augmentation."""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from folder_data import write_digit_folders
+from ignite_app.config import ConfigError, TrainConfig
+from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
+from ignite_app.errors import DataError
+from ignite_app.folder import FolderDataset, scan_folder, stratified_split
+
+
+def folder_config(data_dir, **kwargs):
+    return TrainConfig(dataset="folder", data_dir=data_dir, image_size=8, channels=1, **kwargs)
+
+
+@pytest.fixture
+def split_dir(tmp_path):
+    """DIR/train/digit{0..3} (6 images each) and DIR/val/digit{0..3} (2 each)."""
+    return write_digit_folders(tmp_path / "data", train=6, val=2)
+
+
+@pytest.fixture
+def flat_dir(tmp_path):
+    """DIR/digit{0..3}, 10 images each."""
+    return write_digit_folders(tmp_path / "flat", train=10, val=0, flat=True)
+
+
+def write_label_map(path, *names):
+    path.write_text("".join(f"{n}\n" for n in names))
+    return path
+
+
+def test_a_split_layout_gives_sorted_classes_and_training_statistics(split_dir):
+    data = build_data(folder_config(split_dir))
+    assert data.classes == ("digit0", "digit1", "digit2", "digit3")
+    assert (len(data.train), len(data.val)) == (24, 8) and data.input_shape == (1, 8, 8)
+    assert isinstance(data.train, FolderDataset) and data.train.takes_sample_seeds  # augment: on for folders
+    assert not data.val.takes_sample_seeds
+    images = torch.stack([data.train.transform.load(p) for p in data.train.paths]).double() / 255
+    assert data.mean == pytest.approx([images.mean().item()], rel=1e-9)  # the training images only, resized
+    assert data.std == pytest.approx([images.std().item()], rel=1e-9)
+    x, y = data.val[0]
+    assert x.shape == (1, 8, 8) and x.dtype == torch.float32 and y == 0
+
+
+def test_the_label_map_order_sets_the_class_indices(split_dir, tmp_path):
+    label_map = write_label_map(tmp_path / "labels.txt", "digit3", "digit1", "digit0", "digit2")
+    data = build_data(folder_config(split_dir, label_map=label_map))
+    assert data.classes == ("digit3", "digit1", "digit0", "digit2")
+    for path, label in zip(data.val.paths, data.val.labels):
+        assert data.classes[label] == Path(path).parent.name
+    assert Counter(data.val.labels) == {0: 2, 1: 2, 2: 2, 3: 2}
+
+
+def test_a_flat_layout_is_split_per_class_the_same_way_for_every_seed(flat_dir):
+    first = build_data(folder_config(flat_dir, val_split=0.3))
+    again = build_data(folder_config(flat_dir, val_split=0.3, seed=7))
+    assert Counter(first.val.labels) == {0: 3, 1: 3, 2: 3, 3: 3}  # stratified: 30% of each class
+    assert first.val.paths == again.val.paths and first.train.paths == again.train.paths
+    assert set(first.val.paths).isdisjoint(first.train.paths) and len(first.train) + len(first.val) == 40
+    other = stratified_split({"a": [Path(f"{i}.png") for i in range(10)]}, 0.3, seed=1)[1]
+    assert other["a"] != [Path(p).relative_to(flat_dir / "digit0") for p in first.val.paths[:3]]
+
+
+def test_the_split_keeps_each_class_on_both_sides_when_it_can():
+    files = {"one": [Path("a.png")], "two": [Path("a.png"), Path("b.png")], "many": [Path(f"{i}.png")
+                                                                                  for i in range(100)]}
+    train, val = stratified_split(files, 0.01)
+    assert (len(train["one"]), len(val["one"])) == (1, 0)  # a single image trains
+    assert (len(train["two"]), len(val["two"])) == (1, 1)
+    assert (len(train["many"]), len(val["many"])) == (99, 1)
+    before = stratified_split({"two": files["two"]}, 0.5)[1]["two"]
+    assert stratified_split({**files, "new": [Path("x.png")] * 3}, 0.5)[1]["two"] == before  # per-class streams
+
+
+def test_non_images_and_hidden_files_are_ignored_and_subfolders_are_searched(split_dir):
+    (split_dir / "train" / "digit0" / "notes.txt").write_text("not an image")
+    (split_dir / "train" / "digit0" / ".hidden.png").write_bytes(b"broken")
+    nested = split_dir / "train" / "digit0" / "more"
+    nested.mkdir()
+    Image.new("L", (8, 8)).save(nested / "extra.PNG")
+    (split_dir / "train" / ".cache").mkdir()
+    scan = scan_folder(split_dir, None)
+    assert len(scan.train) == 25 and str(nested / "extra.PNG") in [p for p, _ in scan.train]
+
+
+# --- bad data: each case refused with the path and the fix --------------------------------------------------
+
+
+def test_a_corrupt_image_is_refused_with_its_path_and_the_fix(split_dir):
+    bad = split_dir / "val" / "digit1" / "broken.png"
+    bad.write_bytes(b"definitely not a png")
+    with pytest.raises(DataError, match=rf"1 image cannot be decoded:\n  {re.escape(str(bad))}: cannot identify "
+                       r"image file .*\nreplace or delete it, or pass --on-bad-image skip"):
+        build_data(folder_config(split_dir))
+
+
+def test_skip_leaves_unreadable_images_out_and_lists_them(split_dir, caplog):
+    bad = [split_dir / "train" / "digit2" / "broken.png", split_dir / "val" / "digit0" / "empty.jpg"]
+    bad[0].write_bytes(b"junk")
+    bad[1].write_bytes(b"")
+    data = build_data(folder_config(split_dir, on_bad_image="skip"))
+    assert (len(data.train), len(data.val)) == (24, 8)
+    assert [line.split(": ")[0] for line in data.skipped] == [str(p) for p in bad]
+    assert "skipping 2 unreadable images (--on-bad-image skip)" in caplog.text
+
+
+def test_a_class_left_without_images_after_skipping_is_refused(tmp_path):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1), train=2, val=1)
+    for path in (data_dir / "train" / "digit1").iterdir():
+        path.write_bytes(b"junk")
+    with pytest.raises(DataError, match="class 'digit1' has no readable training image left once the 2 "
+                                        "unreadable ones are skipped"):
+        build_data(folder_config(data_dir, on_bad_image="skip"))
+
+
+def test_a_class_folder_missing_from_the_label_map_is_refused(split_dir, tmp_path):
+    label_map = write_label_map(tmp_path / "labels.txt", "digit0", "digit1", "digit2")
+    with pytest.raises(DataError, match=re.escape(
+            f"class folder {split_dir / 'train' / 'digit3'} is not in the label map {label_map} (3 classes: "
+            f"digit0, digit1, digit2); add the line 'digit3' to {label_map}, or move the folder out of "
+            f"{split_dir / 'train'}")):
+        build_data(folder_config(split_dir, label_map=label_map))
+
+
+def test_a_label_map_class_without_images_is_refused(split_dir, tmp_path):
+    label_map = write_label_map(tmp_path / "labels.txt", "digit0", "digit1", "digit2", "digit3", "cat")
+    with pytest.raises(DataError, match=re.escape(
+            f"class 'cat' of the label map {label_map} has no images: expected them in "
+            f"{split_dir / 'train' / 'cat'}/; add images there, or remove the line from {label_map}")):
+        build_data(folder_config(split_dir, label_map=label_map))
+
+
+@pytest.mark.parametrize(("lines", "match"), [
+    (["digit0", "", "digit1"], r"line 2 \(class 1\) is blank; fix the file"),
+    (["digit0", "  ", "digit1"], r"line 2 \(class 1\) is blank"),
+    (["digit0", "digit1", "digit0"], r"line 3 repeats 'digit0' from line 1; class names must be unique"),
+])
+def test_blank_or_duplicate_label_map_names_are_refused(split_dir, tmp_path, lines, match):
+    label_map = write_label_map(tmp_path / "labels.txt", *lines)
+    with pytest.raises(DataError, match=rf"label map '{re.escape(str(label_map))}': {match}"):
+        build_data(folder_config(split_dir, label_map=label_map))
+
+
+def test_a_missing_label_map_is_refused(split_dir, tmp_path):
+    with pytest.raises(DataError, match=r"--label-map .*nope.txt: no such file; pass the label-map file"):
+        build_data(folder_config(split_dir, label_map=tmp_path / "nope.txt"))
+
+
+def test_a_missing_or_empty_data_folder_is_refused(tmp_path):
+    with pytest.raises(DataError, match=rf"--data-dir {re.escape(str(tmp_path / 'nope'))}: no such folder"):
+        build_data(folder_config(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=rf"--data-dir {re.escape(str(tmp_path / 'empty'))} holds no class folders; "
+                                        r"expected .*/train/<class>/<image>"):
+        build_data(folder_config(tmp_path / "empty", val_split=0.2))
+
+
+def test_an_empty_class_folder_is_refused(split_dir):
+    (split_dir / "val" / "digit9").mkdir()
+    (split_dir / "train" / "digit9").mkdir()
+    (split_dir / "train" / "digit9" / "readme.txt").write_text("no images here")
+    with pytest.raises(DataError, match=rf"class folder {re.escape(str(split_dir / 'train' / 'digit9'))} holds no "
+                                        r"images \(.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp\)"):
+        build_data(folder_config(split_dir))
+
+
+def test_train_and_val_folders_with_different_classes_are_refused(split_dir):
+    (split_dir / "val" / "digit3").rename(split_dir / "val" / "digit5")
+    with pytest.raises(DataError, match=r"the class folders of .*train and .*val differ \(only in train: digit3; "
+                                        r"only in val: digit5\); give both the same class folders"):
+        build_data(folder_config(split_dir))
+
+
+@pytest.mark.parametrize(("layout", "val_split", "match"), [
+    ("split", 0.2, r"--val-split 0.2: .* already has train/ and val/ folders, which fix the split; drop --val-split"),
+    ("flat", None, r"has class folders but no train/ and val/ folders: pass --val-split 0.2"),
+    ("train-only", None, r"has a train/ folder but no val/ folder: add .*/val/<class>/ folders"),
+])
+def test_the_layout_and_val_split_must_agree(tmp_path, layout, val_split, match):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1), train=2, val=1, flat=layout == "flat")
+    if layout == "train-only":
+        for path in (data_dir / "val").rglob("*.png"):
+            path.unlink()
+        for folder in sorted((data_dir / "val").rglob("*"), reverse=True):
+            folder.rmdir()
+        (data_dir / "val").rmdir()
+    with pytest.raises(DataError, match=match):
+        build_data(folder_config(data_dir, val_split=val_split))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"dataset": "folder"}, r"--dataset folder needs --data-dir DIR"),
+    ({"data_dir": "x"}, r"--data-dir x is only read with --dataset folder \(this run uses --dataset digits\); "
+                        r"add --dataset folder or drop --data-dir"),
+    ({"augment": True}, r"--augment True is only read with --dataset folder"),
+    ({"dataset": "folder", "data_dir": "x", "val_split": 1.0}, r"--val-split must be < 1, got 1.0"),
+    ({"dataset": "folder", "data_dir": "x", "channels": 2}, r"--channels must be one of 1, 3; got 2"),
+    ({"dataset": "folder", "data_dir": "x", "image_size": 4}, r"--image-size must be >= 8, got 4"),
+])
+def test_folder_options_are_validated(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_augmentation_defaults_on_for_folders_only():
+    assert TrainConfig(dataset="folder", data_dir="x").augments and not TrainConfig().augments
+    assert not TrainConfig(dataset="folder", data_dir="x", augment=False).augments
+    assert not TrainConfig(augment=False).augments  # --no-augment is accepted everywhere
+
+
+# --- augmentation that does not depend on workers ------------------------------------------------------------
+
+
+def test_the_sampler_gives_every_sample_a_seed_that_depends_on_seed_epoch_and_pass():
+    sampler = EpochBatchSampler(10, 4, seed=3, num_batches=6, with_seeds=True)  # 3 batches (4, 4, 2) per pass
+    sampler.set_epoch(2)
+    batches = list(sampler)
+    keys = [key for batch in batches for key in batch]
+    assert all(isinstance(k, SampleKey) for k in keys)
+    first_pass, second_pass = keys[:10], keys[10:20]
+    assert sorted(k.index for k in first_pass) == list(range(10))
+    assert {k.index: k.seed for k in first_pass} != {k.index: k.seed for k in second_pass}
+    plain = EpochBatchSampler(10, 4, seed=3, num_batches=6)
+    plain.set_epoch(2)
+    assert [k.index for k in keys] == [i for batch in plain for i in batch]  # the order is unchanged
+    sampler.set_epoch(2, start=4)
+    assert list(sampler) == batches[4:]  # resumed mid-epoch: the same keys
+
+
+def test_augmented_batches_are_identical_with_0_and_2_workers(split_dir):
+    batches = {}
+    for workers in (0, 2):
+        config = folder_config(split_dir, batch_size=8, num_workers=workers, epoch_length=4)
+        train, _ = build_loaders(build_data(config), config)
+        train.batch_sampler.set_epoch(3)
+        batches[workers] = list(train)
+    assert len(batches[0]) == 4
+    for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)

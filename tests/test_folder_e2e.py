@@ -1,0 +1,206 @@
+"""Your own images end to end, as a user runs the scripts: train on folders, evaluate, predict, resume exactly."""
+
+import csv
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, run_script
+from folder_data import write_digit_folders
+from ignite_app.app import build
+from ignite_app.checkpoint import CheckpointError, load_checkpoint, training_checkpoints
+from ignite_app.config import TrainConfig
+from ignite_app.metrics import read_label_map
+
+LABELS = ["digit3", "digit1", "digit0", "digit2"]  # not sorted: the label map decides the indices
+TRAIN_ARGS = ["--dataset", "folder", "--image-size", "16", "--channels", "1", "--batch-size", "16", "--no-progress",
+              "--log-every", "4"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    data = write_digit_folders(root / "digits", train=30, val=10)
+    (root / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    return data
+
+
+@pytest.fixture(scope="module")
+def folder_run(data_dir):
+    """A 4-epoch run on 120 training and 40 validation PNGs."""
+    out = data_dir.parent / "runs"
+    result = run_script("train.py", *TRAIN_ARGS, "--data-dir", data_dir, "--label-map", data_dir.parent / "labels.txt",
+                        "--epochs", "4", "--output-dir", out, "--run-name", "run")
+    assert result.returncode == 0, result.stderr
+    return out / "run", result
+
+
+@pytest.fixture(scope="module")
+def evaluated(folder_run, tmp_path_factory):
+    """scripts/evaluate.py on the run's best model, in one process."""
+    run_dir, _ = folder_run
+    out = tmp_path_factory.mktemp("evaluation")
+    result = run_script("evaluate.py", "--checkpoint", run_dir / "checkpoints" / "best_model.pt", "--output", out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def read_csv_text(text):
+    return list(csv.reader(io.StringIO(text)))
+
+
+def read_csv(path):
+    return read_csv_text(Path(path).read_text())
+
+
+def snapshot(folder):
+    return {p: p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+
+def test_a_folder_run_learns_and_saves_what_evaluation_needs(folder_run):
+    run_dir, result = folder_run
+    assert "data: folder, 120 training and 40 validation images, 4 classes, input 1x16x16" in result.stdout
+    assert read_label_map(run_dir / "label_map.txt") == LABELS
+    best = load_checkpoint(run_dir / "checkpoints" / "best_model.pt")
+    assert best["classes"] == LABELS and best["input_shape"] == [1, 16, 16]
+    assert best["best_acc"] >= 0.6  # 4 classes: chance is 0.25
+    assert len(best["normalization"]["mean"]) == 1 and 0 < best["normalization"]["std"][0] < 1
+    newest = load_checkpoint(training_checkpoints(run_dir / "checkpoints")[0])
+    assert newest["normalization"] == best["normalization"] and newest["classes"] == LABELS
+
+
+def test_evaluate_reproduces_the_best_epoch_of_training(folder_run, evaluated):
+    run_dir, _ = folder_run
+    out, result = evaluated
+    recorded = load_checkpoint(training_checkpoints(run_dir / "checkpoints")[0])["best_report"]["counts"]
+    matrix = read_csv(out / "confusion_matrix.csv")
+    assert matrix[0] == ["true\\predicted", *LABELS] and [row[0] for row in matrix[1:]] == LABELS
+    assert torch.equal(torch.tensor([[int(v) for v in row[1:]] for row in matrix[1:]]), recorded)
+    report = read_csv(out / "classification_report.csv")
+    assert report[0] == ["class", "precision", "recall", "f1", "accuracy", "support"]
+    assert [row[0] for row in report[1:]] == [*LABELS, "macro avg", "weighted avg"]
+    assert [row[-1] for row in report[1:]] == ["10"] * 4 + ["40", "40"] and report[-1][4] == ""
+    assert "confusion matrix (rows: true class, columns: predicted class)" in result.stdout
+    assert "checking 40 images" in result.stdout  # the validation images only
+
+
+def test_predict_on_the_validation_folder_agrees_with_evaluation(folder_run, evaluated, data_dir, tmp_path):
+    run_dir, _ = folder_run
+    out, _ = evaluated
+    predictions = tmp_path / "predictions.csv"
+    result = run_script("predict.py", "--checkpoint", run_dir / "checkpoints" / "best_model.pt", data_dir / "val",
+                        "--top-k", "2", "--output", predictions)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(predictions)
+    assert rows[0] == ["path", "label", "confidence", "label_2", "confidence_2"] and len(rows) == 41
+    assert all(float(r[2]) >= float(r[4]) and r[1] != r[3] for r in rows[1:])
+    pairs = Counter((Path(r[0]).parent.name, r[1]) for r in rows[1:])  # (true class folder, predicted label)
+    matrix = read_csv(out / "confusion_matrix.csv")
+    assert {(row[0], LABELS[j]): int(v) for row in matrix[1:] for j, v in enumerate(row[1:]) if int(v)} == pairs
+
+
+def test_predict_refuses_an_unreadable_input_unless_told_to_skip_it(folder_run, data_dir, tmp_path, capsys):
+    from ignite_app.prediction import main
+
+    checkpoint = folder_run[0] / "checkpoints" / "best_model.pt"
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"junk")
+    args = ["--checkpoint", str(checkpoint), str(bad), str(data_dir / "val" / "digit0")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--output", str(tmp_path / "p.csv")])
+    assert exit_info.value.code == 2 and not (tmp_path / "p.csv").exists()  # nothing written
+    assert f"predict.py: error: 1 input image cannot be decoded:\n  {bad}: cannot identify" in capsys.readouterr().err
+    assert main([*args, "--on-bad-image", "skip"]) == 0
+    out, err = capsys.readouterr()
+    assert f"predict.py: skipped unreadable image {bad}: " in err
+    assert len(read_csv_text(out)) == 11 and all("digit0" in row[0] for row in read_csv_text(out)[1:])
+
+
+def test_evaluate_in_two_gloo_processes_equals_one_process(folder_run, evaluated, tmp_path):
+    run_dir, _ = folder_run
+    single, _ = evaluated
+    result = run_script("evaluate.py", "--checkpoint", run_dir / "checkpoints" / "best_model.pt", "--output",
+                        tmp_path, "--nproc-per-node", "2", "--backend", "gloo")
+    assert result.returncode == 0, result.stderr
+    for name in ("confusion_matrix.csv", "classification_report.csv"):
+        assert (tmp_path / name).read_text() == (single / name).read_text(), name
+    assert result.stdout.count("confusion matrix") == 1  # rank 0 alone prints
+
+
+def test_evaluate_refuses_data_with_other_classes(folder_run, tmp_path):
+    run_dir, _ = folder_run
+    other = write_digit_folders(tmp_path / "other", classes=(0, 1, 2, 3, 4), train=1, val=1)
+    checkpoint = run_dir / "checkpoints" / "best_model.pt"
+    result = run_script("evaluate.py", "--checkpoint", checkpoint, "--data-dir", other, "--output", tmp_path / "e")
+    assert result.returncode == 2
+    assert (f"evaluate.py: error: class folder {other / 'val' / 'digit4'} is not in the classes of checkpoint "
+            f"{checkpoint}") in result.stderr
+    assert "the model cannot predict it" in result.stderr and not (tmp_path / "e").exists()
+
+
+def test_a_start_on_bad_data_exits_2_and_leaves_earlier_runs_untouched(folder_run, data_dir, tmp_path):
+    run_dir, _ = folder_run
+    broken = tmp_path / "broken"
+    write_digit_folders(broken, classes=(0, 1), train=2, val=1)
+    (broken / "train" / "digit0" / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    before = snapshot(run_dir.parent)
+    result = run_script("train.py", *TRAIN_ARGS, "--data-dir", broken, "--output-dir", run_dir.parent, "--epochs", "1")
+    assert result.returncode == 2
+    bad = broken / "train" / "digit0" / "bad.jpg"
+    assert f"train.py: error: 1 image cannot be decoded:\n  {bad}: " in result.stderr
+    assert "pass --on-bad-image skip" in result.stderr
+    assert snapshot(run_dir.parent) == before
+
+
+def test_skipped_images_are_listed_in_train_log(tmp_path):
+    data = write_digit_folders(tmp_path / "d", classes=(0, 1), train=3, val=2)
+    bad = data / "val" / "digit1" / "zero_bytes.png"
+    bad.write_bytes(b"")
+    app = build(TrainConfig(dataset="folder", data_dir=data, on_bad_image="skip", image_size=8, epochs=1,
+                            output_dir=tmp_path / "runs", run_name="r", progress=False))
+    app.close()
+    log = (tmp_path / "runs" / "r" / "train.log").read_text()
+    assert "left out 1 unreadable image (--on-bad-image skip):" in log and f"  {bad}: " in log
+
+
+def test_augmented_training_with_workers_resumes_exactly(folder_run, data_dir, tmp_path):
+    """Killed mid-epoch with 2 loader workers and resumed: the weights of the uninterrupted run, which had none."""
+    reference, _ = folder_run  # augmented (the default for folders), --num-workers 0
+    args = [*TRAIN_ARGS, "--data-dir", data_dir, "--label-map", data_dir.parent / "labels.txt", "--epochs", "4",
+            "--output-dir", tmp_path, "--run-name", "run", "--num-workers", "2", "--checkpoint-every", "4"]
+    env = {**os.environ, "CRASH_AT": "iteration:13"}  # 8 iterations per epoch: killed in epoch 2
+    crashed = subprocess.run([sys.executable, str(ROOT / "tests" / "crash_run.py"), *map(str, args)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    resumed = run_script("train.py", *args, "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout and "training_12.pt (epoch 1, iteration 12)" in resumed.stdout
+    ours = load_checkpoint(tmp_path / "run" / "checkpoints" / "training_32.pt")
+    theirs = load_checkpoint(reference / "checkpoints" / "training_32.pt")
+    assert all(torch.equal(ours["model"][k], v) for k, v in theirs["model"].items())
+    assert torch.equal(ours["best_report"]["counts"], theirs["best_report"]["counts"])
+
+
+def test_resuming_on_changed_training_images_is_refused(folder_run, data_dir, tmp_path):
+    run_dir, _ = folder_run
+    moved = tmp_path / "moved"  # a moved data folder is fine: the content is compared, not the path
+    shutil.copytree(data_dir, moved)
+    image = next((moved / "train" / "digit0").iterdir())
+    Image.open(image).point(lambda v: 255 - v).save(image)  # one training image edited
+    checkpoint = training_checkpoints(run_dir / "checkpoints")[0]
+    before = snapshot(run_dir)
+    config = TrainConfig(dataset="folder", data_dir=moved, label_map=data_dir.parent / "labels.txt", image_size=16,
+                         channels=1, batch_size=16, log_every=4, epochs=5, resume=str(checkpoint), progress=False)
+    with pytest.raises(CheckpointError, match=r"comes from an incompatible run; these differ \(checkpoint -> now\):"
+                                              r"\n  training-set mean and std \(the training images changed\)"):
+        build(config)
+    assert snapshot(run_dir) == before
