@@ -2,7 +2,8 @@
 
 Two kinds of file live in ``runs/<run>/checkpoints/``:
 
-- ``best_model.pt``: the model with the best validation accuracy (see :func:`ignite_app.handlers.attach_best_checkpoint`);
+- ``best_model.pt``: the model with the best validation accuracy
+  (see :func:`ignite_app.handlers.attach_best_checkpoint`);
 - ``training_<iteration>.pt``: everything needed to continue the run exactly (see
   :func:`attach_training_checkpoint`), written after every epoch and optionally every N iterations.
 """

@@ -13,6 +13,7 @@ from pathlib import Path
 from ignite_app.config import ConfigError, TrainConfig, flag_name
 from ignite_app.errors import UsageError
 
+
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     """One flag per config field: its type, choices and default come from the dataclass."""
     parser = argparse.ArgumentParser(
@@ -84,7 +85,6 @@ def resume_command(prog: str, argv: Sequence[str] | None, run_name: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/train.py``: parse, train, report. Returns the process exit code."""
     from ignite_app.distributed import launch  # imported late: --help stays fast and free of torch start-up
-
     from ignite_app.plugins import load_plugins
 
     parser = build_parser()

@@ -188,8 +188,10 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
         warmup = min(round(config.warmup_epochs * epoch_length), total - 1)
         cosine = CosineAnnealingScheduler(optimizer, "lr", start_value=config.lr, end_value=0.0,
                                           cycle_size=total - warmup + 1)  # one cycle: no restart at the end
-        scheduler = (create_lr_scheduler_with_warmup(cosine, warmup_start_value=config.lr / max(warmup, 1),
-                                                     warmup_end_value=config.lr, warmup_duration=warmup) if warmup > 0 else cosine)
+        scheduler = cosine
+        if warmup > 0:
+            scheduler = create_lr_scheduler_with_warmup(cosine, warmup_start_value=config.lr / warmup,
+                                                        warmup_end_value=config.lr, warmup_duration=warmup)
         trainer.add_event_handler(Events.ITERATION_STARTED, scheduler)
         return scheduler
     return None

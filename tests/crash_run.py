@@ -19,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ignite.engine import Events  # noqa: E402
+
 import ignite_app.app as app_module  # noqa: E402
 import ignite_app.checkpoint as checkpoint_module  # noqa: E402
-from ignite.engine import Events  # noqa: E402
 from ignite_app.cli import main  # noqa: E402
 
 POINT, _, ARG = os.environ["CRASH_AT"].partition(":")

@@ -5,12 +5,10 @@ import sys
 import textwrap
 
 import pytest
-import torch
-from ignite.engine import Events
+from conftest import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ignite_app
-from conftest import ROOT, run_script
 from ignite_app import AppEvents, TrainConfig, build
 from ignite_app.checkpoint import load_checkpoint
 from ignite_app.errors import UsageError

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from folder_data import write_digit_folders
 from PIL import Image
 
-from folder_data import write_digit_folders
 from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
 from ignite_app.errors import DataError

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-
 from conftest import ROOT, run_script
 from folder_data import write_digit_folders
+from PIL import Image
+
 from ignite_app.app import build
 from ignite_app.checkpoint import CheckpointError, load_checkpoint, training_checkpoints
 from ignite_app.config import TrainConfig

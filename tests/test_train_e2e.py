@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_script
 from ignite_app import cli
 from ignite_app.config import TrainConfig
 from ignite_app.data import load_digits_data
