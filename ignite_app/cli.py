@@ -14,6 +14,20 @@ from ignite_app.config import ConfigError, TrainConfig, flag_name
 from ignite_app.errors import UsageError
 
 
+# How --help groups the options (every config field is in exactly one group; a test checks it).
+HELP_GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("dataset", "data_dir", "label_map", "val_split", "image_size", "channels", "augment", "on_bad_image",
+             "batch_size", "num_workers", "epoch_length"),
+    "model and optimisation": ("model", "epochs", "optimizer", "lr", "momentum", "weight_decay"),
+    "learning-rate schedule and stopping": ("lr_scheduler", "plateau_monitor", "plateau_factor", "plateau_patience",
+                                            "warmup_epochs", "early_stopping_patience"),
+    "run and outputs": ("seed", "device", "output_dir", "run_name", "log_every", "progress"),
+    "checkpoints and resuming": ("checkpoint_every", "keep_last", "resume"),
+    "several processes and GPUs": ("backend", "nproc_per_node", "amp", "channels_last"),
+    "extending": ("handlers",),
+}
+
+
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     """One flag per config field: its type, choices and default come from the dataclass."""
     parser = argparse.ArgumentParser(
@@ -22,6 +36,10 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
         "TensorBoard (tensorboard --logdir runs).",
     )
     hints = typing.get_type_hints(TrainConfig)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for title, names in HELP_GROUPS.items():
+        group = parser.add_argument_group(title)
+        groups.update(dict.fromkeys(names, group))
     for f in fields(TrainConfig):
         meta = f.metadata
         default = f.default if f.default is not MISSING else None
@@ -41,7 +59,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
                 kwargs["choices"] = meta["choices"]
             if meta.get("metavar"):
                 kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(flag_name(f.name), **kwargs)
+        groups.get(f.name, parser).add_argument(flag_name(f.name), **kwargs)
     return parser
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ignite_app import models
-from ignite_app.cli import build_parser, parse_config
+from ignite_app.cli import HELP_GROUPS, build_parser, parse_config
 from ignite_app.config import MODELS, ConfigError, TrainConfig, flag_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +82,8 @@ def test_help_runs_without_importing_torch():
     code = "import sys; from ignite_app.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_help_groups_every_option_once():
+    grouped = [name for names in HELP_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(TrainConfig().to_dict())
