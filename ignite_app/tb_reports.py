@@ -14,8 +14,11 @@ tag                                        tab       what
 ``grads_norm/<param>``                     SCALARS   ``--log-grads N``: L2 norm of its gradient, step = iteration
 =========================================  ========  ====================================================
 
-Drawing a heatmap costs as much as a short epoch (see ``benchmarks/report_cost.py``), so the evaluator only stamps
-the wall time and hands the (immutable) report to one background thread, which writes everything with that time.
+Drawing the heatmaps takes about 0.3 s per validation at 10 classes, most of a digits epoch (see
+``benchmarks/report_cost.py``), so the evaluator only stamps the wall time and hands the (immutable) report to one
+background thread, which writes everything with that time. The thread frees the training loop while it waits for
+an accelerator or for data; it cannot make drawing free on a CPU that training already keeps busy (drawing is
+Python code, which holds the GIL).
 The training checkpoint of an epoch is written right after its validation; waiting there for the drawing would put
 it back on the training loop's path. The checkpoint records the last validation's report instead, and a resumed
 run drops that epoch's report events and writes them again: whether or not the interrupted process finished them,

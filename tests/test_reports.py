@@ -151,6 +151,21 @@ def test_heatmap_png_gives_the_same_bytes_whatever_was_drawn_before(monkeypatch)
     assert heatmap_png(a, names, title="epoch 1") == first
 
 
+@pytest.mark.parametrize(("c", "normalize"), [(10, False), (10, True), (40, False)])
+def test_heatmap_png_draws_the_same_pixels_as_a_full_drawing(c, normalize):
+    names = [f"c{i}" for i in range(c)]
+    counts, earlier = random_counts(c, seed=2), random_counts(c, seed=2, total=True)
+    heatmap_png(earlier, names, normalize=normalize, title="epoch 1")  # the cached figure shows other numbers
+    blitted = np.asarray(Image.open(io.BytesIO(heatmap_png(counts, names, normalize=normalize, title="epoch 2"))))
+    full = reports.figure_array(heatmap_figure(counts, names, normalize=normalize, title="epoch 2"))
+    assert blitted.shape == full.shape and np.array_equal(blitted, full)
+
+
+def test_the_colour_scale_is_fixed_by_the_class_sizes_not_the_predictions():
+    image = heatmap_figure(COUNTS, NAMES).axes[0].images[0]
+    assert image.get_clim() == (0.0, 6.0)  # the largest class has 6 samples
+
+
 def test_heatmap_refuses_counts_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"counts must have shape \(2, 2\) for 2 class names, got shape \(3, 3\)"):
         heatmap_png(COUNTS, ["a", "b"])
