@@ -322,13 +322,12 @@ def test_a_failing_drawing_stops_the_run_at_the_next_validation(tb, monkeypatch)
 
 
 
-@pytest.mark.parametrize("epochs", [1, 2])  # raised at the second validation, or when the app closes
-def test_a_run_whose_drawing_fails_raises_and_still_closes_its_files(tmp_path, monkeypatch, epochs):
+def test_a_run_whose_last_drawing_fails_raises_when_it_closes_and_still_closes_its_files(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no font")
 
     monkeypatch.setattr(tb_reports, "heatmap_png", broken)
-    app = build(TrainConfig(epochs=epochs, epoch_length=2, output_dir=tmp_path, run_name="run", progress=False))
+    app = build(TrainConfig(epochs=1, epoch_length=2, output_dir=tmp_path, run_name="run", progress=False))
     with pytest.raises(ReportError, match="validation report of epoch 1 to TensorBoard failed: RuntimeError"):
         app.run()
     RunLock(app.paths).release()  # the folder was released: taking the lock again works
