@@ -59,9 +59,20 @@ from ignite_app.handlers import (
 from ignite_app.metrics import REPORT, ConfusionMatrixMetric, write_label_map
 from ignite_app.models import build_model, build_optimizer
 from ignite_app.plugins import load_plugins
+from ignite_app.report_files import History, ReportFiles, attach_history, attach_report_files
 from ignite_app.resume import ResumePoint, check_resumable, find_resume_point, restore
 from ignite_app.rundir import RunLock, RunPaths, attach_log_file, open_run_dir
 from ignite_app.signals import GracefulStop, attach_graceful_stop
+from ignite_app.tb_reports import (
+    REPORT_LOGGING,
+    BackgroundJobs,
+    ParamNormHandler,
+    ReportLogger,
+    attach_hparams,
+    attach_norm_logging,
+    attach_report_logging,
+    pending_report_events,
+)
 
 log = logging.getLogger("ignite_app")
 
@@ -79,6 +90,13 @@ class Handlers:
     summary: EpochSummary
     training_checkpoint: Checkpoint
     graceful_stop: GracefulStop
+    # rank 0 only: the report outputs (TensorBoard and runs/<run>/reports/), and the thread that draws them
+    report_jobs: BackgroundJobs | None = None
+    report_logging: ReportLogger | None = None
+    report_files: ReportFiles | None = None
+    history: History | None = None
+    hparams: Callable[[Engine], None] | None = None
+    norm_logging: list[ParamNormHandler] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -133,15 +151,26 @@ class App:
             self.close()
 
     def close(self) -> None:
-        """Flush and close TensorBoard and ``train.log``, release the run folder (idempotent)."""
+        """Finish the reports, close TensorBoard and ``train.log``, release the run folder (idempotent).
+
+        Every closer runs even if one fails; the first failure is raised afterwards.
+        """
+        error: Exception | None = None
         while self._closers:
-            self._closers.pop()()
+            try:
+                self._closers.pop()()
+            except Exception as e:
+                error = error or e
+        if error is not None:
+            raise error
 
     def _finish(self) -> RunResult:
         best = self.handlers.best_report
         if best.report is not None:
             log.info("best epoch %d: val accuracy %.2f%%\n%s", best.epoch, 100 * best.accuracy, best.report)
         log.info("best checkpoint: %s", self.paths.best_model)
+        if self.handlers.report_files is not None:
+            log.info("reports: %s", self.paths.reports)
         log.info("TensorBoard: tensorboard --logdir %s", self.config.output_dir)
         return RunResult(best.accuracy, best.epoch, self.paths.best_model, self.trainer.state.epoch)
 
@@ -222,23 +251,40 @@ def build(config: TrainConfig) -> App:
         paths.checkpoints)
     early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
     tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every) if first else None
-    if tb_logger is not None:
+    jobs: BackgroundJobs | None = None
+    report_logging: ReportLogger | None = None
+    report_files: ReportFiles | None = None
+    hparams: Callable[[Engine], None] | None = None
+    norm_logging: list[ParamNormHandler] = []
+    if tb_logger is not None:  # rank 0 writes the reports; one thread draws them, off the training loop
         closers.append(tb_logger.close)
+        jobs = BackgroundJobs()
+        closers.append(jobs.close)  # runs before tb_logger.close: the last reports reach the event file
+        report_logging = attach_report_logging(evaluator, trainer, tb_logger, data.classes, jobs)
+        report_files = attach_report_files(evaluator, trainer, best_report, paths.reports, jobs)
+        norm_logging = attach_norm_logging(trainer, tb_logger, unwrap(model), config.log_weights, config.log_grads)
+        hparams = attach_hparams(trainer, tb_logger, config, best_report)
     summary = attach_epoch_summary(trainer, evaluator)
+    # before the checkpoint that includes the epoch: a resume never finds an epoch missing from the history
+    history = attach_history(trainer, summary, paths.reports) if first else None
     state = training_state(trainer, model, optimizer, lr_scheduler, early_stopping, best_checkpoint, best_report,
                            epoch_loss, scaler, data, config)
+    state[REPORT_LOGGING] = report_logging if report_logging is not None else Value(lambda: None)
     training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
                                                      config.checkpoint_every)
     graceful_stop = attach_graceful_stop(trainer, training_checkpoint)
 
     # 7. put the resumed state back
     if resume is not None:
-        restore({k: v for k, v in state.items() if k != RNG}, resume)
+        # Checkpoints of versions without report logging resume too; they just have nothing to replay.
+        restore({k: v for k, v in state.items() if k != RNG and (k != REPORT_LOGGING or k in resume.checkpoint)},
+                resume)
         # The RNG is restored last, just before the first step: building consumed random numbers.
         trainer.add_event_handler(Events.STARTED, lambda _: state[RNG].load_state_dict(resume.checkpoint[RNG]))
 
     handlers = Handlers(epoch_loss, best_report, best_checkpoint, early_stopping, tb_logger, progress_bar, summary,
-                        training_checkpoint, graceful_stop)
+                        training_checkpoint, graceful_stop, jobs, report_logging, report_files, history, hparams,
+                        norm_logging)
     app = App(config, paths, device, data, model, optimizer, lr_scheduler, loss_fn, trainer, evaluator,
               train_loader, val_loader, handlers, closers)
 
@@ -305,10 +351,12 @@ def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ..
                     resume: ResumePoint | None) -> None:
     """Write the config and label map; on a resume, drop the TensorBoard points written after the checkpoint."""
     remove_stale_temporaries(paths.root)
-    if paths.checkpoints.is_dir():
-        remove_stale_temporaries(paths.checkpoints)
+    for folder in (paths.checkpoints, paths.reports):
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
     # -inf: a run that restarts in its folder (--resume auto, no checkpoint yet) drops all earlier points
-    purge_events_after(paths.root, resume.saved_at if resume is not None else -math.inf)
+    purge_events_after(paths.root, resume.saved_at if resume is not None else -math.inf,
+                       also=pending_report_events(resume.checkpoint) if resume is not None else None)
     atomic_write_text(paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
     write_label_map(paths.label_map, classes)
 

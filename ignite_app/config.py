@@ -127,6 +127,11 @@ class TrainConfig:
     epoch_length: int | None = option(None, "iterations per epoch (default: one pass over the training set); "
                                       "small values make quick smoke runs", low=1, metavar="N")
     progress: bool = option(True, "show a progress bar", affects_results=False)
+    log_weights: int | None = option(None, "every N iterations, log each parameter's L2 norm to TensorBoard "
+                                     "(weights_norm/<name>; default: off)", low=1, metavar="N", affects_results=False)
+    log_grads: int | None = option(None, "every N iterations, log the L2 norm of each parameter's gradient to "
+                                   "TensorBoard (grads_norm/<name>; default: off)", low=1, metavar="N",
+                                   affects_results=False)
     # several processes, GPUs
     backend: str | None = option(None, "torch.distributed backend: gloo (CPU) or nccl (GPUs); needed with "
                                  "--nproc-per-node and under torchrun (default: one process)", choices=BACKENDS,

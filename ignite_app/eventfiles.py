@@ -9,19 +9,26 @@ rewritten atomically, so an interruption during the purge loses nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ignite_app.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from tensorboard.compat.proto.event_pb2 import Event
 
 log = logging.getLogger("ignite_app")
 
 EVENT_FILE_GLOB = "events.out.tfevents.*"
 
 
-def purge_events_after(folder: Path, wall_time: float) -> int:
+def purge_events_after(folder: Path, wall_time: float, also: Callable[[Event], bool] | None = None) -> int:
     """Remove the summaries written after ``wall_time`` from the event files directly in ``folder``.
 
-    Returns the number of summaries removed. Files with nothing to remove are left untouched.
+    ``also`` selects further summaries to remove, whatever their time: those the resumed run writes again (see
+    :func:`ignite_app.tb_reports.pending_report_events`). Returns the number of summaries removed. Files with
+    nothing to remove are left untouched.
     """
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto.event_pb2 import Event
@@ -33,7 +40,7 @@ def purge_events_after(folder: Path, wall_time: float) -> int:
         dropped = 0
         for record in RawEventFileLoader(str(path)).Load():
             event = Event.FromString(record)
-            if event.HasField("summary") and event.wall_time > wall_time:
+            if event.HasField("summary") and (event.wall_time > wall_time or (also is not None and also(event))):
                 dropped += 1
             else:
                 kept.append(record)

@@ -8,6 +8,7 @@
         train.log            the summary lines
         events.out.tfevents.*  TensorBoard
         checkpoints/         best_model.pt, training_<iteration>.pt
+        reports/             the best epoch's confusion_matrix.csv/.png and classification_report.csv; history.csv
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class RunPaths:
     @property
     def best_model(self) -> Path:
         return self.checkpoints / "best_model.pt"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
 
     @property
     def config(self) -> Path:

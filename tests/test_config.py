@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ({"progress": "yes"}, r"--progress must be a finite bool, got 'yes'"),
         ({"run_name": "../elsewhere"}, r"--run-name '../elsewhere' is not a valid folder name"),
         ({"epochs": None}, r"--epochs needs a value, got None"),
+        ({"log_weights": 0}, r"--log-weights must be >= 1, got 0"),
+        ({"log_grads": 1.5}, r"--log-grads must be a finite int, got 1.5"),
     ],
 )
 def test_invalid_values_name_the_flag_and_the_rule(kwargs, match):
@@ -51,9 +53,10 @@ def test_config_lists_exactly_the_models_that_exist():
 
 def test_cli_parses_every_option_into_the_config():
     config = parse_config(["--epochs", "5", "--optimizer", "sgd", "--lr", "0.1", "--no-progress",
-                           "--epoch-length", "4", "--output-dir", "elsewhere", "--run-name", "r1"])
+                           "--epoch-length", "4", "--output-dir", "elsewhere", "--run-name", "r1",
+                           "--log-weights", "10", "--log-grads", "20"])
     assert config == TrainConfig(epochs=5, optimizer="sgd", lr=0.1, progress=False, epoch_length=4,
-                                 output_dir=Path("elsewhere"), run_name="r1")
+                                 output_dir=Path("elsewhere"), run_name="r1", log_weights=10, log_grads=20)
 
 
 def test_help_lists_every_option_with_its_default():
@@ -69,6 +72,7 @@ def test_help_lists_every_option_with_its_default():
         (["--epochs", "0"], "--epochs must be >= 1, got 0"),
         (["--lr-scheduler", "step"], "argument --lr-scheduler: invalid choice: 'step'"),
         (["--batch-size", "many"], "argument --batch-size: invalid int value: 'many'"),
+        (["--log-grads", "0"], "--log-grads must be >= 1, got 0"),
     ],
 )
 def test_cli_rejects_bad_values_with_exit_code_2(argv, match, capsys):

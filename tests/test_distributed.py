@@ -31,8 +31,11 @@ def two_process_run(tmp_path_factory):
 def test_a_spawned_run_writes_one_set_of_outputs(two_process_run):
     run_dir, result = two_process_run
     assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
-        ".lock", "checkpoints", "config.json", "label_map.txt", "train.log", "train.rank1.log"]
+        ".lock", "checkpoints", "config.json", "label_map.txt", "reports", "train.log", "train.rank1.log"]
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone writes TensorBoard
+    assert sorted(p.name for p in (run_dir / "reports").iterdir()) == [
+        "classification_report.csv", "confusion_matrix.csv", "confusion_matrix.png", "history.csv"]
+    assert [line[:2] for line in (run_dir / "reports" / "history.csv").read_text().splitlines()[1:]] == ["1,", "2,"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "best_model.pt", "training_10.pt", "training_9.pt"]
     summaries = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
@@ -45,6 +48,8 @@ def test_the_reduced_confusion_matrix_counts_every_validation_image_once(two_pro
     run_dir, _ = two_process_run
     best = load_checkpoint(run_dir / "checkpoints" / "training_10.pt")["best_report"]
     assert int(best["counts"].sum()) == VAL_SIZE
+    rows = (run_dir / "reports" / "confusion_matrix.csv").read_text().splitlines()[1:]
+    assert sum(int(n) for row in rows for n in row.split(",")[1:]) == VAL_SIZE
 
 
 def _evaluate_on_rank(local_rank, path, out):

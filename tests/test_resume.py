@@ -1,5 +1,6 @@
 """Crash, kill and interrupt real training processes, then resume: the result must equal an uninterrupted run."""
 
+import csv
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT, run_script
 from ignite_app.checkpoint import load_checkpoint, training_checkpoints
+from ignite_app.reports import HISTORY_CSV, REPORT_FILES
 from ignite_app.rundir import RunLock, RunPaths
 
 # 3 epochs of 6 iterations; mid-epoch checkpoints at iterations 4, 8 and 16, epoch checkpoints at 6, 12 and 18
@@ -39,6 +41,22 @@ def scalars(run_dir):
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+def images_and_texts(run_dir):
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    return ({tag: [(e.step, e.encoded_image_string) for e in events.Images(tag)] for tag in tags["images"]},
+            {tag: [(e.step, e.tensor_proto.string_val) for e in events.Tensors(tag)] for tag in tags["tensors"]})
+
+
+def report_files(run_dir):
+    """The best epoch's report files, and history.csv without its wall-clock column."""
+    folder = run_dir / "reports"
+    with open(folder / HISTORY_CSV, newline="") as f:
+        history = [row[:-1] for row in csv.reader(f)]
+    return {name: (folder / name).read_bytes() for name in REPORT_FILES}, history
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted run."""
@@ -61,6 +79,8 @@ def assert_same_run(run_dir, reference):
     assert (best["epoch"], best["best_acc"]) == (best_ref["epoch"], best_ref["best_acc"])
     assert all(torch.equal(best["state_dict"][k], v) for k, v in best_ref["state_dict"].items())
     assert scalars(run_dir) == scalars(reference)  # no duplicated or zig-zag points
+    assert images_and_texts(run_dir) == images_and_texts(reference)  # every epoch's report exactly once
+    assert report_files(run_dir) == report_files(reference)
 
 
 def visible_checkpoints_load(run_dir):
