@@ -220,7 +220,7 @@ def pending_report_events(checkpoint: Mapping[str, Any]) -> Callable[[Event], bo
 
 
 def hparam_values(config: TrainConfig) -> dict[str, bool | int | float | str]:
-    """The config's options as HPARAMS values: paths as text, and optional options always as text (``"none"``).
+    """The config's options as HPARAMS values: paths and lists as text, optional options always as text (``"none"``).
 
     TensorBoard gives a column one type, found from one run's values; an option that is a number in one run and
     ``None`` in another would mix types, so optional options are text everywhere.
@@ -230,6 +230,8 @@ def hparam_values(config: TrainConfig) -> dict[str, bool | int | float | str]:
     for f in fields(config):
         value = getattr(config, f.name)
         optional = type(None) in typing.get_args(hints[f.name])
+        if isinstance(value, tuple):  # --handler specs: one text cell
+            value = ",".join(value)
         values[f.name] = "none" if value is None else str(value) if optional or isinstance(value, Path) else value
     return values
 
