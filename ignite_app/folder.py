@@ -27,12 +27,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ignite_app.config import TrainConfig
-from ignite_app.data import DataBundle, SampleKey, seeded_generator
+from ignite_app.data import DataBundle, SampleKey, seeded_generator, stratified_split
 from ignite_app.errors import DataError
 from ignite_app.metrics import read_label_map
 from ignite_app.transforms import IMAGE_EXTENSIONS, ImageTransform, is_image_file
 
-SPLIT_SEED = 0  # fixed, as for the digits: runs with different --seed are validated on the same images
 TRAIN, VAL = "train", "val"
 MAX_LISTED = 10  # names or files listed in one message
 
@@ -209,26 +208,6 @@ def _resolve_classes(found: Mapping[str, Mapping[str, list[Path]]], roots: Mappi
 def _listing(names: Sequence[str]) -> str:
     shown = ", ".join(map(str, names[:MAX_LISTED]))
     return shown + (f", ... ({len(names)} in all)" if len(names) > MAX_LISTED else "") if names else "none"
-
-
-def stratified_split(files: Mapping[str, Sequence[Path]], fraction: float,
-                     seed: int = SPLIT_SEED) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    """Hold out ``round(fraction * n)`` of each class's ``n`` images for validation, chosen at random.
-
-    A class of two or more images keeps at least one on each side; a class of a single image trains only. Each
-    class is shuffled by its own generator (seeded from ``seed`` and the class name), so adding a class or
-    images to one class leaves the split of the others as it was.
-    """
-    train: dict[str, list[Path]] = {}
-    val: dict[str, list[Path]] = {}
-    for name, paths in files.items():
-        n = len(paths)
-        n_val = min(n - 1, max(1, round(fraction * n))) if n > 1 else 0
-        order = torch.randperm(n, generator=seeded_generator(seed, zlib.crc32(name.encode("utf-8")))).tolist()
-        held_out = set(order[:n_val])
-        val[name] = [p for i, p in enumerate(paths) if i in held_out]
-        train[name] = [p for i, p in enumerate(paths) if i not in held_out]
-    return train, val
 
 
 class FolderDataset(Dataset):

@@ -79,12 +79,23 @@ def test_validation_shards_cover_every_sample_exactly_once():
 
 def test_digits_split_is_fixed_stratified_and_normalised_with_training_statistics():
     data = load_digits_data()
-    assert (len(data.train), len(data.val)) == (1437, 360)
+    assert (len(data.train), len(data.val)) == (1438, 359)
     assert data.classes == tuple(str(d) for d in range(10)) and data.input_shape == (1, 8, 8)
     train_y, val_y = data.train.labels.numpy(), data.val.labels.numpy()
     np.testing.assert_allclose(np.bincount(val_y) / len(val_y), np.bincount(train_y) / len(train_y), atol=0.01)
     assert abs(float(data.train.images.mean())) < 1e-5 and abs(float(data.train.images.std()) - 1) < 1e-3
     assert torch.equal(load_digits_data().val.images, data.val.images)  # same split every time
+
+
+def test_digits_are_scikit_learns_images_and_labels():
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    data = load_digits_data()
+    pixels = torch.cat([data.train.images, data.val.images]) * data.std[0] + data.mean[0]  # undo the normalisation
+    ours = zip(map(tuple, pixels.view(-1, 64).round().int().tolist()),
+               torch.cat([data.train.labels, data.val.labels]).tolist())
+    assert sorted(ours) == sorted(zip(map(tuple, images.astype(int).tolist()), labels.tolist()))
 
 
 def test_batched_fetch_matches_per_sample_fetch():
@@ -104,4 +115,4 @@ def test_loaders_yield_the_sampler_batches(num_workers):
     train.batch_sampler.set_epoch(1)
     got = [y for _, y in train]
     assert len(got) == 3 and all(torch.equal(a, b) for a, b in zip(got, expected))
-    assert sum(len(y) for _, y in val) == 360
+    assert sum(len(y) for _, y in val) == 359
