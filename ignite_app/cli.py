@@ -13,7 +13,6 @@ from pathlib import Path
 from ignite_app.config import ConfigError, TrainConfig, flag_name
 from ignite_app.errors import UsageError
 
-
 # How --help groups the options (every config field is in exactly one group; a test checks it).
 HELP_GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "data_dir", "label_map", "val_split", "image_size", "channels", "augment", "on_bad_image",

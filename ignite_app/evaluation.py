@@ -2,17 +2,13 @@
 
 Nothing about the data preparation is recomputed: the classes, the image size and channels (in the saved config)
 and the training set's mean and std all come from the checkpoint, so evaluation sees the pixels training saw.
-The two report files (:func:`write_confusion_matrix_csv`, :func:`write_classification_report_csv`) are written by
-``scripts/evaluate.py --output DIR``.
+``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reports`, in the format of a
+training run's ``reports/`` folder.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +23,10 @@ from ignite_app.checkpoint import CheckpointError, load_checkpoint
 from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import DataBundle, ShardSampler, load_digits_data, load_synthetic_data
 from ignite_app.engines import StepOptions, create_evaluator
-from ignite_app.fileio import atomic_write_text
-from ignite_app.metrics import REPORT, SCORE_COLUMNS, ClassificationReport, ConfusionMatrixMetric
+from ignite_app.metrics import REPORT, ClassificationReport, ConfusionMatrixMetric
 from ignite_app.models import build_model
 
 MODEL_KEYS = ("state_dict", "model")  # best_model.pt, training_<iteration>.pt
-CONFUSION_MATRIX_CSV = "confusion_matrix.csv"
-CLASSIFICATION_REPORT_CSV = "classification_report.csv"
 
 
 @dataclass(frozen=True)
@@ -181,45 +174,3 @@ def evaluate_saved(saved: SavedModel, dataset: Dataset, batch_size: int = 256, d
                                  metrics)
     evaluator.run(loader)
     return evaluator.state.metrics[REPORT]
-
-
-# The two report files. The training run's reports (another module) write the same format; keep them in step.
-def confusion_matrix_csv(report: ClassificationReport) -> str:
-    """``true\\predicted`` and the class names, then one row per true class with its counts per predicted class."""
-    rows = [["true\\predicted", *report.class_names]]
-    rows += [[name, *map(int, counts)] for name, counts in zip(report.class_names, report.counts)]
-    return _csv(rows)
-
-
-def classification_report_csv(report: ClassificationReport) -> str:
-    """``class,precision,recall,f1,accuracy,support``: one row per class, then ``macro avg`` and ``weighted avg``.
-
-    Scores are written in full precision; the averages' ``accuracy`` cell is empty (see
-    :meth:`ClassificationReport.table`).
-    """
-    table = report.table()
-    rows: list[list[Any]] = [["class", *SCORE_COLUMNS]]
-    for name, row in zip(table.index, table.itertuples(index=False)):
-        values = dict(zip(SCORE_COLUMNS, row))
-        rows.append([name, *(_score(values[c]) for c in SCORE_COLUMNS[:-1]), int(values["support"])])
-    return _csv(rows)
-
-
-def write_confusion_matrix_csv(path: Path, report: ClassificationReport) -> None:
-    """Write :func:`confusion_matrix_csv` to ``path`` atomically."""
-    atomic_write_text(Path(path), confusion_matrix_csv(report))
-
-
-def write_classification_report_csv(path: Path, report: ClassificationReport) -> None:
-    """Write :func:`classification_report_csv` to ``path`` atomically."""
-    atomic_write_text(Path(path), classification_report_csv(report))
-
-
-def _score(value: float) -> str:
-    return "" if math.isnan(value) else repr(float(value))
-
-
-def _csv(rows: Sequence[Sequence[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)  # quotes class names that hold commas or quotes
-    return buffer.getvalue()

@@ -17,17 +17,15 @@ epoch of loading.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ignite_app.config import TrainConfig
-from ignite_app.data import DataBundle, SampleKey, seeded_generator, stratified_split
+from ignite_app.data import DataBundle, SampleKey, stratified_split
 from ignite_app.errors import DataError
 from ignite_app.metrics import read_label_map
 from ignite_app.transforms import IMAGE_EXTENSIONS, ImageTransform, is_image_file

@@ -6,8 +6,8 @@ import sys
 import ignite.distributed as idist
 import pytest
 import torch
+from conftest import ROOT, free_port, run_script
 
-from conftest import ROOT, run_script
 from ignite_app.checkpoint import load_checkpoint
 from ignite_app.evaluation import evaluate_checkpoint
 
@@ -62,7 +62,7 @@ def test_one_and_two_processes_evaluate_a_checkpoint_identically(two_process_run
     run_dir, _ = two_process_run
     best_model = run_dir / "checkpoints" / "best_model.pt"
     single = torch.tensor(evaluate_checkpoint(best_model).counts)
-    with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
+    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=free_port()) as parallel:
         parallel.run(_evaluate_on_rank, best_model, tmp_path / "counts.pt")
     assert torch.equal(torch.load(tmp_path / "counts.pt"), single)
     assert int(single.sum()) == VAL_SIZE

@@ -13,13 +13,7 @@ from ignite_app.checkpoint import CheckpointError
 from ignite_app.config import TrainConfig
 from ignite_app.data import load_digits_data
 from ignite_app.errors import DataError
-from ignite_app.evaluation import (
-    SavedModel,
-    classification_report_csv,
-    confusion_matrix_csv,
-    evaluation_config,
-    write_confusion_matrix_csv,
-)
+from ignite_app.evaluation import SavedModel, evaluation_config
 from ignite_app.metrics import ClassificationReport
 from ignite_app.models import build_model
 from ignite_app.prediction import Prediction, collect_inputs, predict, predictions_csv
@@ -32,27 +26,6 @@ def rows(text):
 @pytest.fixture
 def report():
     return ClassificationReport.from_counts([[3, 1, 0], [0, 2, 0], [1, 0, 0]], ["cat", "dog, big", "owl"])
-
-
-def test_the_confusion_matrix_csv_has_one_row_per_true_class(report, tmp_path):
-    assert rows(confusion_matrix_csv(report)) == [
-        ["true\\predicted", "cat", "dog, big", "owl"], ["cat", "3", "1", "0"], ["dog, big", "0", "2", "0"],
-        ["owl", "1", "0", "0"]]
-    assert confusion_matrix_csv(report).splitlines()[0] == 'true\\predicted,cat,"dog, big",owl'  # quoted, not split
-    write_confusion_matrix_csv(tmp_path / "m.csv", report)
-    assert (tmp_path / "m.csv").read_text() == confusion_matrix_csv(report)
-
-
-def test_the_report_csv_has_per_class_rows_then_the_averages(report):
-    table = rows(classification_report_csv(report))
-    assert table[0] == ["class", "precision", "recall", "f1", "accuracy", "support"]
-    assert [r[0] for r in table[1:]] == ["cat", "dog, big", "owl", "macro avg", "weighted avg"]
-    expected = report.table()
-    for r, (name, values) in zip(table[1:], expected.iterrows()):
-        assert [float(v) for v in r[1:4]] == [values["precision"], values["recall"], values["f1"]]  # full precision
-        assert int(r[5]) == values["support"]
-    assert table[4][4] == "" and table[5][4] == ""  # the averages have no one-vs-rest accuracy
-    assert float(table[3][1]) == 0.0  # owl: never predicted, precision 0 (not skipped, unlike the tutorial)
 
 
 def saved_model(config, classes=("a", "b"), shape=(3, 8, 8)):

@@ -6,14 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_script
 from ignite_app.checkpoint import load_checkpoint, training_checkpoints
 from ignite_app.reports import HISTORY_CSV, REPORT_FILES
 from ignite_app.rundir import RunLock, RunPaths

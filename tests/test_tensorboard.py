@@ -13,10 +13,10 @@ import urllib.request
 
 import numpy as np
 import pytest
+from conftest import run_script
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_script
 from ignite_app.checkpoint import load_checkpoint
 from ignite_app.metrics import ClassificationReport
 from ignite_app.reports import HISTORY_COLUMNS, classification_report_csv, confusion_matrix_csv
