@@ -3,20 +3,22 @@
 import csv
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 
+import matplotlib
 import numpy as np
 import pytest
-from PIL import Image
+from matplotlib.font_manager import FontProperties, findfont
+from PIL import Image, ImageDraw, ImageFont
 
-from ignite_app import reports
+from ignite_app import heatmap, reports
 from ignite_app.handlers import EpochRecord
+from ignite_app.heatmap import DPI, MAX_TICK_LABELS, heatmap_figure
 from ignite_app.metrics import ClassificationReport
 from ignite_app.reports import (
     HISTORY_COLUMNS,
-    MAX_TICK_LABELS,
     classification_report_csv,
     confusion_matrix_csv,
-    heatmap_figure,
     heatmap_png,
     history_row,
     png_size,
@@ -90,6 +92,9 @@ def test_write_report_files_replaces_the_three_files(tmp_path, report):
     assert list(folder.iterdir()) == []
 
 
+# --- the heatmap: matplotlib's whole drawing (heatmap_figure) and the painted PNG (heatmap_png) ------------------
+
+
 def cell_texts(fig):
     return [t.get_text() for t in fig.axes[0].texts]
 
@@ -123,10 +128,140 @@ def test_a_hundred_class_heatmap_has_no_cell_text_and_thinned_ticks():
     assert 10 <= len(labels) <= MAX_TICK_LABELS and labels[:2] == ["class_0", "class_4"]
 
 
-
 @pytest.mark.parametrize(("c", "annotate", "texts"), [(30, None, 900), (31, None, 0), (31, True, 961), (3, False, 0)])
 def test_cells_are_annotated_up_to_30_classes_unless_asked_otherwise(c, annotate, texts):
     assert len(heatmap_figure(random_counts(c), [str(i) for i in range(c)], annotate=annotate).axes[0].texts) == texts
+
+
+def test_the_colour_scale_is_fixed_by_the_class_sizes_not_the_predictions():
+    image = heatmap_figure(COUNTS, NAMES).axes[0].images[0]
+    assert image.get_clim() == (0.0, 6.0)  # the largest class has 6 samples
+
+
+def confident_counts(c, seed=0):
+    """Most samples on the diagonal: dark diagonal cells (white numbers), light ones elsewhere (black numbers)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 4, (c, c)) + np.diag(rng.integers(60, 90, c))
+
+
+def decoded(png):
+    return np.asarray(Image.open(io.BytesIO(png))).astype(int)
+
+
+def reference(counts, names, **kwargs):
+    """matplotlib's whole drawing, and its cells' edges in pixels: column j spans xs[j]..xs[j + 1], row i
+    ys[i]..ys[i + 1]."""
+    fig = heatmap_figure(counts, names, **kwargs)
+    pixels = heatmap.figure_array(fig).astype(int)
+    edges = fig.axes[0].transData.transform(np.column_stack([np.arange(len(names) + 1) - 0.5] * 2))
+    return pixels, edges[:, 0], pixels.shape[0] - edges[:, 1]
+
+
+def cell(pixels, xs, ys, i, j, margin=2):
+    """The inside of cell (i, j), ``margin`` pixels away from its edges."""
+    return pixels[math.ceil(ys[i]) + margin:math.floor(ys[i + 1]) - margin,
+                  math.ceil(xs[j]) + margin:math.floor(xs[j + 1]) - margin]
+
+
+def colours(values, vmax):
+    """The colour matplotlib gives each value: (C, C, 3)."""
+    return matplotlib.colormaps["Blues"](np.asarray(values) / vmax, bytes=True)[..., :3].astype(int)
+
+
+def ink(patch, background):
+    """How far each pixel of ``patch`` is from ``background``, cropped to the text (the pixels more than 40 away)."""
+    distance = np.abs(patch - background).max(axis=2)
+    ys, xs = np.nonzero(distance > 40)
+    return distance[ys.min():ys.max() + 1, xs.min():xs.max() + 1] if len(ys) else distance[:0, :0]
+
+
+def ink_centre(patch, background):
+    y, x = np.nonzero(np.abs(patch - background).max(axis=2) > 40)
+    return y.mean(), x.mean()
+
+
+def shows(patch, background, text, fill, points=9):
+    """Whether ``patch`` shows ``text`` in ``fill``: its ink matches ``text`` drawn by Pillow in matplotlib's font
+    (a mean difference under 5 of 255; another number differs by 25 or more)."""
+    font = ImageFont.truetype(findfont(FontProperties()), points * DPI / 72)
+    expected = Image.new("RGB", patch.shape[1::-1], tuple(map(int, background)))
+    ImageDraw.Draw(expected).text((patch.shape[1] // 2, patch.shape[0] // 2), text, fill=fill, font=font, anchor="mm")
+    got, want = ink(patch, background), ink(np.asarray(expected).astype(int), background)
+    return got.size > 0 and got.shape == want.shape and np.abs(got - want).mean() < 5
+
+
+@pytest.mark.parametrize(("c", "normalize", "title"), [(10, False, ""), (10, True, "epoch 2"), (40, True, ""),
+                                                       (100, False, "epoch 2")])
+def test_heatmap_png_without_numbers_is_matplotlibs_drawing(c, normalize, title):
+    # frame, cells, colour bar, class names: the spines are blended over the cells by a formula of our own, which
+    # may round the other way (1 of 255)
+    names = [f"class_{i}" for i in range(c)]
+    counts = confident_counts(c)
+    heatmap_png(counts[::-1], names, normalize=normalize, annotate=False, title=title)  # same classes, other numbers
+    painted = decoded(heatmap_png(counts, names, normalize=normalize, annotate=False, title=title))
+    full, xs, ys = reference(counts, names, normalize=normalize, annotate=False, title=title)
+    assert painted.shape == full.shape
+    below_title = slice(math.floor(ys[0]) - 2, None)  # the title is Pillow's: see the next test
+    difference = np.abs(painted[below_title] - full[below_title])
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+
+
+def test_cells_are_found_past_the_number_a_probe_image_tells_apart(monkeypatch):
+    monkeypatch.setattr(heatmap, "_PROBE_WRAP", 16)  # as 4096 does past 4096 classes
+    monkeypatch.setattr(heatmap, "_frames", type(heatmap._frames)())
+    names = [str(i) for i in range(40)]
+    counts = confident_counts(40)
+    painted = decoded(heatmap_png(counts, names, annotate=False))
+    assert np.abs(painted - reference(counts, names, annotate=False)[0]).max() <= 1
+
+
+def test_the_title_is_written_above_the_matrix_where_matplotlib_writes_it():
+    names = [str(i) for i in range(10)]
+    counts = confident_counts(10)
+    title = "epoch 12: accuracy 93.33% over 360 samples"
+    painted = decoded(heatmap_png(counts, names, title=title))
+    full, _, ys = reference(counts, names, title=title)
+    above = slice(0, math.floor(ys[0]) - 2)
+
+    def text_box(pixels):
+        y, x = np.nonzero(pixels[above].max(axis=2) < 128)
+        return y.min(), y.max(), x.min(), x.max()
+
+    assert np.allclose(text_box(painted), text_box(full), atol=4)  # Pillow's letters are spaced a little tighter
+    assert not np.array_equal(decoded(heatmap_png(counts, names, title="epoch 13"))[above], painted[above])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_a_ten_class_heatmap_png_shows_each_value_in_its_cells_colour_white_on_dark_cells(report, normalize):
+    names = [f"digit {i}" for i in range(10)]
+    counts = confident_counts(10)
+    painted = decoded(heatmap_png(counts, names, normalize=normalize, title="epoch 2"))
+    full, xs, ys = reference(counts, names, normalize=normalize, title="epoch 2")
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(shares.diagonal(), ClassificationReport.from_counts(counts, names).per_class["recall"])
+    values, vmax = (shares, 1.0) if normalize else (counts, counts.sum(axis=1).max())  # the largest class's size
+    dark, background = values > vmax / 2, colours(values, vmax)
+    assert 0 < dark.sum() < 100
+    for i, j in np.ndindex(10, 10):
+        patch = cell(painted, xs, ys, i, j)
+        assert (patch[:3, :3] == background[i, j]).all()  # a corner, away from the number
+        text = f"{values[i, j]:.2f}" if normalize else str(counts[i, j])
+        assert shows(patch, background[i, j], text, "white" if dark[i, j] else "black"), (i, j, text)
+        # where matplotlib writes it, within 2 pixels (it places letters to 1/64 pixel, Pillow to whole pixels)
+        full_patch = cell(full, xs, ys, i, j)
+        assert np.allclose(ink_centre(patch, background[i, j]), ink_centre(full_patch, background[i, j]), atol=2)
+
+
+@pytest.mark.parametrize(("c", "annotate", "numbers"), [(100, None, False), (31, None, False), (31, True, True),
+                                                        (30, None, True), (10, False, False)])
+def test_heatmap_png_shows_numbers_up_to_30_classes_unless_asked_otherwise(c, annotate, numbers):
+    names = [str(i) for i in range(c)]
+    counts = confident_counts(c)
+    painted = decoded(heatmap_png(counts, names, annotate=annotate))
+    _, xs, ys = reference(counts, names, annotate=False)
+    background = colours(counts, counts.sum(axis=1).max())
+    plain = [(cell(painted, xs, ys, i, j) == background[i, j]).all() for i, j in np.ndindex(c, c)]
+    assert (not any(plain)) if numbers else all(plain)
 
 
 def test_heatmap_png_decodes_with_a_size_that_grows_with_the_classes_up_to_a_limit():
@@ -146,24 +281,19 @@ def test_heatmap_png_gives_the_same_bytes_whatever_was_drawn_before(monkeypatch)
     assert heatmap_png(b, names, title="epoch 2") != first
     assert heatmap_png(a, names, title="epoch 1") == first
     # a fresh process (a resumed run) that draws another epoch first
-    monkeypatch.setattr(reports, "_figures", type(reports._figures)())
+    monkeypatch.setattr(heatmap, "_frames", type(heatmap._frames)())
+    heatmap._cell_mask.cache_clear()
     heatmap_png(b, names, title="epoch 2")
     assert heatmap_png(a, names, title="epoch 1") == first
 
 
-@pytest.mark.parametrize(("c", "normalize"), [(10, False), (10, True), (40, False)])
-def test_heatmap_png_draws_the_same_pixels_as_a_full_drawing(c, normalize):
-    names = [f"c{i}" for i in range(c)]
-    counts, earlier = random_counts(c, seed=2), random_counts(c, seed=2, total=True)
-    heatmap_png(earlier, names, normalize=normalize, title="epoch 1")  # the cached figure shows other numbers
-    blitted = np.asarray(Image.open(io.BytesIO(heatmap_png(counts, names, normalize=normalize, title="epoch 2"))))
-    full = reports.figure_array(heatmap_figure(counts, names, normalize=normalize, title="epoch 2"))
-    assert blitted.shape == full.shape and np.array_equal(blitted, full)
-
-
-def test_the_colour_scale_is_fixed_by_the_class_sizes_not_the_predictions():
-    image = heatmap_figure(COUNTS, NAMES).axes[0].images[0]
-    assert image.get_clim() == (0.0, 6.0)  # the largest class has 6 samples
+def test_heatmap_png_draws_the_same_images_from_several_threads(monkeypatch):
+    kinds = [(confident_counts(10), [f"c{i}" for i in range(10)], normalize) for normalize in (False, True)]
+    expected = [heatmap_png(counts, names, normalize=normalize, title="t") for counts, names, normalize in kinds]
+    monkeypatch.setattr(heatmap, "_frames", type(heatmap._frames)())  # the threads build the frames again
+    with ThreadPoolExecutor(4) as pool:
+        drawn = list(pool.map(lambda kind: heatmap_png(kind[0], kind[1], normalize=kind[2], title="t"), kinds * 4))
+    assert drawn == expected * 4
 
 
 def test_heatmap_refuses_counts_of_the_wrong_shape():

@@ -11,6 +11,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers.tensorboard_logger import TensorboardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_reports import record
 from torch import nn
 
 import ignite_app.tb_reports as tb_reports
@@ -33,7 +34,6 @@ from ignite_app.tb_reports import (
     hparam_values,
     pending_report_events,
 )
-from test_reports import record
 
 NAMES = ("cat", "dog", "big bird")
 TAGS = ("cat", "dog", "big_bird")
@@ -129,7 +129,8 @@ def test_each_validation_writes_images_text_and_per_class_scalars_at_its_epoch(t
     tags = events.Tags()
     assert sorted(tags["images"]) == ["val/confusion_matrix", "val/confusion_matrix_normalized"]
     assert tags["tensors"] == ["val/classification_report"]
-    assert sorted(tags["scalars"]) == sorted(f"val/per_class/{t}/{s}" for t in TAGS for s in ("precision", "recall", "f1"))
+    per_class = (f"val/per_class/{t}/{s}" for t in TAGS for s in ("precision", "recall", "f1"))
+    assert sorted(tags["scalars"]) == sorted(per_class)
     for tag in tags["images"]:
         assert [e.step for e in events.Images(tag)] == [1, 2, 3]
     texts = events.Tensors("val/classification_report")
@@ -204,7 +205,8 @@ def test_report_files_are_rewritten_from_the_restored_best_report_when_a_run_sta
     folder.mkdir()
     (folder / "confusion_matrix.csv").write_text("written by a process killed before its checkpoint\n")
     best = BestReport(NAMES)
-    best.load_state_dict({"accuracy": 0.6, "epoch": 4, "counts": torch.from_numpy(scripted_reports(1)[0].counts.copy())})
+    counts = torch.from_numpy(scripted_reports(1)[0].counts.copy())
+    best.load_state_dict({"accuracy": 0.6, "epoch": 4, "counts": counts})
     trainer, jobs = Engine(lambda e, b: None), BackgroundJobs()
     attach_report_files(Engine(lambda e, b: None), trainer, best, folder, jobs)
     trainer.run([0], max_epochs=1)
@@ -301,7 +303,8 @@ def test_norm_logging_writes_this_steps_gradient_and_the_updated_weights(tb, tmp
     assert [p.step for p in grad_points] == [1, 2, 3]
     assert grad_points[0].value == pytest.approx(float(reference[2].weight.grad.norm()), rel=1e-6)
     [weight_point] = events.Scalars("weights_norm/0/bias")
-    assert weight_point.step == 3 and weight_point.value == pytest.approx(float(model[0].bias.detach().norm()), rel=1e-6)
+    assert weight_point.step == 3
+    assert weight_point.value == pytest.approx(float(model[0].bias.detach().norm()), rel=1e-6)
 
 
 def test_norm_logging_is_off_by_default(tb):
