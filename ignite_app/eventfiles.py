@@ -34,6 +34,9 @@ def purge_events_after(folder: Path, wall_time: float, also: Callable[[Event], b
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.summary.writer.record_writer import RecordWriter
 
+    from ignite_app.tbchecksum import use_fast_checksums
+
+    use_fast_checksums()  # every record's checksum is read and written again: in C, not in Python
     removed = 0
     for path in sorted(Path(folder).glob(EVENT_FILE_GLOB)):
         kept: list[bytes] = []

@@ -31,6 +31,7 @@ from ignite_app.data import EpochBatchSampler
 from ignite_app.errors import TrainingDiverged
 from ignite_app.events import AppEvents, BestModel
 from ignite_app.metrics import ACCURACY, F1_MACRO, PRECISION_MACRO, RECALL_MACRO, REPORT, ClassificationReport
+from ignite_app.tbchecksum import use_fast_checksums
 
 log = logging.getLogger("ignite_app")
 
@@ -281,7 +282,11 @@ def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_ev
 
     The event file is flushed after every validation, so TensorBoard shows an epoch as soon as it is done.
     """
-    tb = TensorboardLogger(log_dir=str(log_dir))
+    # A queue of 1000 events instead of SummaryWriter's 10: a validation writes ~3 events per class, and a full
+    # queue makes every further event wait for the writer thread (up to 5 ms each, the interpreter's thread switch
+    # interval). The flushes below and at the end of each report job still put every validation on disk.
+    tb = TensorboardLogger(log_dir=str(log_dir), max_queue=1000)
+    use_fast_checksums()
     tb.attach_output_handler(trainer, Events.ITERATION_COMPLETED(every=log_every), tag=TRAIN_TAG,
                              output_transform=lambda out: {"loss": float(out["loss"])})
     tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=TRAIN_TAG, metric_names=[EPOCH_LOSS, LR])
