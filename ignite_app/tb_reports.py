@@ -152,6 +152,7 @@ def write_report_summaries(writer: SummaryWriter, report: ClassificationReport, 
     for tag, normalize in ((CONFUSION_MATRIX_TAG, False), (NORMALIZED_TAG, True)):
         png = heatmap_png(report.counts, report.class_names, normalize=normalize, title=title)
         writer.file_writer.add_summary(image_summary(tag, png), epoch, walltime)
+    writer.flush()  # on disk when the job ends: a kill after the next checkpoint cannot lose them
 
 
 class ReportLogger:
