@@ -133,7 +133,8 @@ class _Frame:
         self.title_xy = (round(x), round(self.pixels.shape[0] - y))
         self.title_font = _font(title.get_fontproperties())
         self.normalize, self.vmax = normalize, vmax
-        self.colormap = matplotlib.colormaps[COLORMAP]  # a copy: its table of colours is built at the first call
+        colormap = matplotlib.colormaps[COLORMAP]
+        self.lut = colormap(np.arange(colormap.N), bytes=True)[:, :3]  # (256, 3): integers index the colours
         self.inputs: tuple[bytes, str] | None = None
         self.png = b""
 
@@ -142,9 +143,11 @@ class _Frame:
         if inputs == self.inputs:  # the report files ask again for the image TensorBoard just got
             return self.png
         values = _values(counts, self.normalize)
-        # values / vmax in float64, like matplotlib's image of float data: a value on the edge between two of the
-        # colormap's 256 colours gets the same one
-        colours = self.colormap(values / self.vmax, bytes=True)[..., :3]  # (C, C, 3)
+        # matplotlib's colormap of float data, without its checks for bad and out-of-range values (there are
+        # none): values / vmax in float64 times 256, 1.0 taking the last colour. A value on the edge between two
+        # colours gets the same one as in matplotlib's drawing.
+        index = values / self.vmax * len(self.lut)
+        colours = self.lut[np.minimum(index, len(self.lut) - 1).astype(np.intp)]  # (C, C, 3)
         pixels = self.pixels.copy()
         area = pixels[self.top:self.top + self.shape[0], self.left:self.left + self.shape[1]]  # a view
         # each pixel takes its cell's colour (nearest neighbour), whole rows at a time: ~20x faster than indexing
