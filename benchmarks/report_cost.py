@@ -37,6 +37,7 @@ from ignite_app.config import TrainConfig  # noqa: E402
 from ignite_app.data import load_synthetic_data  # noqa: E402
 from ignite_app.metrics import ClassificationReport  # noqa: E402
 from ignite_app.tb_reports import BackgroundJobs, write_report_summaries  # noqa: E402
+from ignite_app.tbchecksum import use_fast_checksums  # noqa: E402
 
 MODES = ("off", "inline", "background")
 
@@ -51,7 +52,8 @@ def synthetic_report(c: int, seed: int) -> ClassificationReport:
 
 def job_ms(c: int, repeats: int, folder: Path) -> dict[str, float]:
     """Wall and CPU ms of one validation's report job, cold (first) and warm (median of ``repeats``)."""
-    writer = SummaryWriter(str(folder / f"job{c}"))
+    use_fast_checksums()  # as the app's TensorBoard writer does
+    writer = SummaryWriter(str(folder / f"job{c}"), max_queue=1000)
     wall, cpu = [], []
     for epoch in range(repeats + 1):
         report = synthetic_report(c, seed=epoch)
