@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist worker processes for `make test`; 0 runs the suite in one process
+TEST_WORKERS ?= 2
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
 .PHONY: train test
@@ -15,7 +17,7 @@ train: $(VENV)/.installed
 	$(BIN)/python scripts/train.py $(ARGS)
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
