@@ -365,10 +365,11 @@ class ConfusionMatrixMetric(Metric):
         self._published: dict[str, Any] = {}
         # "named": the report is not a Mapping, but never let ignite copy keys into state.metrics on its own.
         super().__init__(output_transform, device=device, metrics_result_mode="named")
-        # Helpers for update(), made once (they are not state, so reset() leaves them alone):
-        # a 0-d one expanded to the batch size, since index_add_ needs a source per index and this allocates
-        # nothing; a 2-element buffer that receives the bounds of each batch's indices (see _bounds()).
-        self._one = torch.ones((), dtype=torch.int64, device=self._device)
+        # Helpers for update(), kept between batches (they are not state, so reset() leaves them alone):
+        # ones of the batch size, the source index_add_ needs per index (made again only when the batch size
+        # changes; half the cost of expanding a 0-d one every batch); a 2-element buffer that receives the
+        # bounds of each batch's indices (see _bounds()).
+        self._ones = torch.ones(0, dtype=torch.int64, device=self._device)
         self._on_cpu = self._device.type == "cpu"
         self._bounds_buffer = torch.empty(2, dtype=torch.int64, device=self._device)
         self._bounds_out = (self._bounds_buffer[0], self._bounds_buffer[1])
@@ -399,7 +400,9 @@ class ConfusionMatrixMetric(Metric):
         low, high = self._bounds(index)
         if low < 0 or high >= self.num_classes**2:
             self._check_range(y, "y")  # raises
-        self._counts.index_add_(0, index, self._one.expand(index.numel()))  # O(B), no C x C temporary
+        if self._ones.numel() != index.numel():
+            self._ones = torch.ones(index.numel(), dtype=torch.int64, device=self._device)
+        self._counts.index_add_(0, index, self._ones)  # O(B), no C x C temporary
 
     @sync_all_reduce("_counts")
     def compute(self) -> ClassificationReport:
