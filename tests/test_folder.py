@@ -1,18 +1,23 @@
 """Folder datasets in-process: layouts, label maps, the split, every bad-data refusal, deterministic augmentation."""
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
 
+import ignite.distributed as idist
 import pytest
 import torch
+from conftest import free_port
 from folder_data import write_digit_folders
 from PIL import Image
 
+import ignite_app.imagecheck as imagecheck
 from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
 from ignite_app.errors import DataError
 from ignite_app.folder import FolderDataset, scan_folder, stratified_split
+from ignite_app.imagecheck import check_images
 
 
 def folder_config(data_dir, **kwargs):
@@ -109,6 +114,40 @@ def test_skip_leaves_unreadable_images_out_and_lists_them(split_dir, caplog):
     assert (len(data.train), len(data.val)) == (24, 8)
     assert [line.split(": ")[0] for line in data.skipped] == [str(p) for p in bad]
     assert "skipping 2 unreadable images (--on-bad-image skip)" in caplog.text
+
+
+def checked_summary(checked):
+    return {"train": checked.train, "val": checked.val, "stats": checked.stats.mean_std(),
+            "skipped": [[str(b.path), b.reason] for b in checked.skipped]}
+
+
+def _check_images_as_one_of_two(local_rank, data_dir, out_dir):
+    """In each of two gloo processes: check the images, noting which files this process decoded."""
+    decoded, load_image = [], imagecheck.load_image
+
+    def counting_load_image(path, *args):
+        decoded.append(str(path))
+        return load_image(path, *args)
+
+    imagecheck.load_image = counting_load_image
+    summary = checked_summary(check_images(scan_folder(Path(data_dir), None), 1, 8, "skip"))
+    (Path(out_dir) / f"rank{idist.get_rank()}.json").write_text(json.dumps({"decoded": decoded, **summary}))
+
+
+def test_two_processes_split_the_image_check_and_both_get_the_whole_result(split_dir, tmp_path):
+    (split_dir / "train" / "digit2" / "broken.png").write_bytes(b"junk")
+    scan = scan_folder(split_dir, None)
+    alone = json.loads(json.dumps(checked_summary(check_images(scan, 1, 8, "skip"))))  # tuples as lists
+    assert len(alone["skipped"]) == 1 and len(alone["train"]) == 24
+    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=free_port()) as p:
+        p.run(_check_images_as_one_of_two, str(split_dir), str(tmp_path))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for result in ranks:
+        assert {k: v for k, v in result.items() if k != "decoded"} == alone
+    every_file = {str(path) for path, _ in scan.train + scan.val}
+    first, second = (set(r["decoded"]) for r in ranks)
+    assert len(first) == 17 and len(second) == 16  # 33 files: each decoded once, by one process
+    assert first | second == every_file and not first & second
 
 
 def test_a_class_left_without_images_after_skipping_is_refused(tmp_path):
