@@ -102,11 +102,12 @@ def resume_command(prog: str, argv: Sequence[str] | None, run_name: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/train.py``: parse, train, report. Returns the process exit code."""
-    from ignite_app.distributed import launch  # imported late: --help stays fast and free of torch start-up
+    parser = build_parser()
+    config = parse_config(argv, parser)  # --help and bad options exit here, before torch is imported (~4 s)
+
+    from ignite_app.distributed import launch
     from ignite_app.plugins import load_plugins
 
-    parser = build_parser()
-    config = parse_config(argv, parser)
     try:
         load_plugins(config.handlers)  # a bad --handler fails here, before anything is built
         return launch(config, parser.prog, None if argv is None else list(argv))

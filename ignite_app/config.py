@@ -23,6 +23,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
 CHANNELS = (1, 3)
 BAD_IMAGE_POLICIES = ("error", "skip")
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")  # the files a folder holds
 # The options that only --dataset folder reads; with another dataset they are refused rather than ignored.
 FOLDER_ONLY = ("data_dir", "label_map", "val_split", "augment")
 

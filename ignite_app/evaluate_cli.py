@@ -80,11 +80,12 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/evaluate.py``. Returns the exit code: 0, or 2 for anything refused."""
-    from ignite_app.distributed import run_processes  # late: --help stays fast
-
     parser = build_parser()
     args = parser.parse_args(argv)
-    _check(parser, args)
+    _check(parser, args)  # --help and bad options exit before torch is imported (~4 s)
+
+    from ignite_app.distributed import run_processes
+
     request = EvaluationRequest(args.checkpoint, args.dataset, args.data_dir, args.val_split, args.on_bad_image,
                                 args.output, args.batch_size, args.num_workers, args.device)
     try:

@@ -26,7 +26,8 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+from ignite_app.config import IMAGE_EXTENSIONS
+
 _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit (or 32-bit int) grey
 # What Pillow raises for a file it cannot decode: unknown or truncated data (OSError, UnidentifiedImageError),
 # broken headers in some plugins (SyntaxError, ValueError, struct errors), images too large to be safe.

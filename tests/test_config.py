@@ -82,10 +82,14 @@ def test_cli_rejects_bad_values_with_exit_code_2(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
-def test_help_runs_without_importing_torch():
-    code = "import sys; from ignite_app.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+@pytest.mark.parametrize("module", ["cli", "evaluate_cli", "predict_cli"])
+@pytest.mark.parametrize(("argv", "exit_code"), [(["--help"], 0), (["--batch-size", "0"], 2)])
+def test_help_and_bad_options_answer_without_importing_torch(module, argv, exit_code):
+    # the scripts' entry points, as they run: torch takes seconds to import, --help must not wait for it
+    code = (f"import sys\nfrom ignite_app.{module} import main\ntry:\n    main({argv!r})\n"
+            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split()[-2:] == [str(exit_code), "False"]
 
 
 def test_help_groups_every_option_once():

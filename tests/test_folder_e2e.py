@@ -109,7 +109,7 @@ def test_predict_on_the_validation_folder_agrees_with_evaluation(folder_run, eva
 
 
 def test_predict_refuses_an_unreadable_input_unless_told_to_skip_it(folder_run, data_dir, tmp_path, capsys):
-    from ignite_app.prediction import main
+    from ignite_app.predict_cli import main
 
     checkpoint = folder_run[0] / "checkpoints" / "best_model.pt"
     bad = tmp_path / "bad.png"
