@@ -30,11 +30,12 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont
 from PIL import Image, ImageDraw, ImageFont
 
+from ignite_app.reports import PNG_SIGNATURE
+
 MAX_ANNOTATED_CLASSES = 30  # above this, cells are too small for their numbers: colour only
 MAX_TICK_LABELS = 30  # above this, every k-th class is labelled so that the labels do not overlap
 DPI = 100
 COLORMAP = "Blues"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TITLE_PLACEHOLDER = "lp"  # matplotlib gives a line at least the height of "lp": the room of any one-line title
 _PROBE_WRAP = 16**3  # a probe image tells 4096 cells apart (three hex digits, one per colour channel)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from ignite.engine import Engine, Events
 
 from ignite_app.handlers import BestReport, EpochSummary
+from ignite_app.heatmap import heatmap_png
 from ignite_app.metrics import REPORT, ClassificationReport
 from ignite_app.reports import (
     HISTORY_CSV,
-    heatmap_png,
     heatmap_title,
     history_row,
     read_history,

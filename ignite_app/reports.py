@@ -1,7 +1,8 @@
 """Report outputs as plain functions: the confusion-matrix heatmap as PNG bytes, the report CSVs, ``history.csv``.
 
 Nothing here knows about engines or TensorBoard (see :mod:`ignite_app.tb_reports` and
-:mod:`ignite_app.report_files` for the handlers). The heatmap itself is drawn by :mod:`ignite_app.heatmap`.
+:mod:`ignite_app.report_files` for the handlers). The heatmap is drawn by :mod:`ignite_app.heatmap`, which imports
+matplotlib; this module does not, so that ``scripts/evaluate.py`` writes its CSVs without it.
 
 Files written into ``runs/<run>/reports/`` (each replaced atomically, so a reader never sees half a file):
 
@@ -25,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ignite_app.fileio import atomic_write, atomic_write_text
-from ignite_app.heatmap import PNG_SIGNATURE, heatmap_png  # noqa: F401  (heatmap_png: one of the report outputs)
 
 if TYPE_CHECKING:
     from ignite_app.metrics import ClassificationReport
@@ -39,7 +39,7 @@ MATRIX_CORNER = "true\\predicted"  # first header cell of confusion_matrix.csv
 REPORT_COLUMNS = ("class", "precision", "recall", "f1", "accuracy", "support")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "precision_macro", "recall_macro", "f1_macro",
                    "lr", "seconds")
-
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def png_size(png: bytes) -> tuple[int, int]:

@@ -50,8 +50,9 @@ from torch.utils.tensorboard.summary import hparams
 
 from ignite_app.config import TrainConfig
 from ignite_app.handlers import BestReport
+from ignite_app.heatmap import heatmap_png
 from ignite_app.metrics import REPORT, ClassificationReport
-from ignite_app.reports import heatmap_png, heatmap_title, png_size, report_markdown
+from ignite_app.reports import heatmap_title, png_size, report_markdown
 
 CONFUSION_MATRIX_TAG = "val/confusion_matrix"
 NORMALIZED_TAG = "val/confusion_matrix_normalized"

@@ -13,13 +13,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ignite_app import heatmap, reports
 from ignite_app.handlers import EpochRecord
-from ignite_app.heatmap import DPI, MAX_TICK_LABELS, heatmap_figure
+from ignite_app.heatmap import DPI, MAX_TICK_LABELS, heatmap_figure, heatmap_png
 from ignite_app.metrics import ClassificationReport
 from ignite_app.reports import (
     HISTORY_COLUMNS,
     classification_report_csv,
     confusion_matrix_csv,
-    heatmap_png,
     history_row,
     png_size,
     read_history,
