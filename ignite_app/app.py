@@ -375,6 +375,14 @@ def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_s
         "lr_scheduler": lr_scheduler if lr_scheduler is not None else Value(lambda: None),
         "best_acc": Value(lambda: float(best.accuracy)),
         "epoch": Value(lambda: int(trainer.state.epoch)),
+        **model_description(data, config),
+    }
+
+
+def model_description(data: DataBundle, config: TrainConfig) -> dict[str, Value]:
+    """What every checkpoint holds besides the weights so that evaluate.py can rebuild the model and feed it data
+    prepared as in training; a resume checks its data against ``classes`` and ``normalization``."""
+    return {
         "classes": Value(lambda: list(data.classes)),
         "config": Value(config.to_dict),
         "normalization": Value(lambda: normalization(data)),
@@ -403,10 +411,7 @@ def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Opt
         "best_report": best_report,
         "epoch_loss": epoch_loss,
         RNG: RNGState(),
-        "classes": Value(lambda: list(data.classes)),
-        "normalization": Value(lambda: normalization(data)),  # a resume checks its data against these
-        "input_shape": Value(lambda: list(data.input_shape)),  # with the two above: evaluate.py reads any checkpoint
-        "config": Value(config.to_dict),
+        **model_description(data, config),
         "saved_at": Value(time.time),  # TensorBoard points stamped later are dropped on resume
         "world_size": Value(idist.get_world_size),
     }

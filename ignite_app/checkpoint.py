@@ -172,9 +172,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only" in str(e) or "Unsupported global" in str(e):
-            raise UnsafeCheckpointError(f"checkpoint {path} refused: it holds pickled objects that would run code when "
-                                  "loaded, not just tensors and plain values; only load checkpoints you trust, and "
-                                  "only through code that inspects them") from None
+            raise UnsafeCheckpointError(f"checkpoint {path} refused: it holds pickled objects that would run code "
+                                        "when loaded, not just tensors and plain values; only load checkpoints you "
+                                        "trust, and only through code that inspects them") from None
         raise CheckpointError(f"checkpoint {path} is unreadable ({e}); it may be truncated or corrupt") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -31,7 +31,6 @@ from ignite_app.errors import UsageError
 
 T = TypeVar("T")
 
-# The digits train/val split is fixed, whatever --seed says, so that runs with different seeds are comparable.
 # Splits are fixed, whatever --seed says, so that runs with different seeds are validated on the same images.
 SPLIT_SEED = 0
 DIGITS_VAL_FRACTION = 0.2
@@ -235,6 +234,8 @@ class EpochBatchSampler(Sampler[list[int]]):
             raise ValueError(f"the training set has {size} samples, too few for {world_size} process(es)")
         self.num_batches = num_batches or self.batches_per_pass
         self.epoch, self.start = 1, 0
+        self._cache_key: tuple[int, int] | None = None  # the pass whose shard _cache holds
+        self._cache: list[Any] = []
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the order of ``epoch`` and skip its first ``start`` batches on the next iteration."""
@@ -253,7 +254,7 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def _shard(self, epoch: int, repeat: int) -> list[Any]:
         key = (epoch, repeat)
-        if getattr(self, "_cache_key", None) != key:  # one permutation per pass, not per batch
+        if self._cache_key != key:  # one permutation per pass, not per batch
             order = epoch_permutation(self.size, self.seed, epoch, repeat)
             padded = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
             shard: list[Any] = padded[self.rank::self.world_size].tolist()

@@ -89,15 +89,19 @@ def _exit_with(local_rank: int, fn: Callable[..., int], args: Sequence[Any]) -> 
         sys.exit(code)  # the parent reads it from the ProcessExitedException
 
 
-def _spawn(fn: Callable[..., int], args: Sequence[Any], backend: str, nproc_per_node: int | None) -> int:
-    # A free port instead of ignite's fixed default: two runs on one machine must not collide.
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a rendezvous on this machine (instead of ignite's fixed default:
+    two runs on one machine must not collide)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def _spawn(fn: Callable[..., int], args: Sequence[Any], backend: str, nproc_per_node: int | None) -> int:
     previous = _forward_stop_signals()
     try:
         parallel = idist.Parallel(backend=backend, nproc_per_node=nproc_per_node or 1,
-                                  master_addr="127.0.0.1", master_port=port)
+                                  master_addr="127.0.0.1", master_port=free_port())
         _quiet_launcher()
         with parallel:
             parallel.run(_exit_with, fn, args)

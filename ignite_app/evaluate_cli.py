@@ -102,13 +102,7 @@ def evaluation_worker(local_rank: int, request: EvaluationRequest) -> int:
     from ignite_app.app import resolve_device
     from ignite_app.distributed import setup_process
     from ignite_app.evaluation import evaluate_saved, evaluation_config, evaluation_data, load_saved_model
-    from ignite_app.fileio import atomic_write_text
-    from ignite_app.reports import (
-        CLASSIFICATION_REPORT_CSV,
-        CONFUSION_MATRIX_CSV,
-        classification_report_csv,
-        confusion_matrix_csv,
-    )
+    from ignite_app.reports import write_report_csvs
 
     rank = setup_process()
     try:
@@ -132,11 +126,9 @@ def evaluation_worker(local_rank: int, request: EvaluationRequest) -> int:
     print(f"data: {config.dataset} ({where}), {report.num_samples} images")
     print(report.to_text())
     if request.output is not None:
-        request.output.mkdir(parents=True, exist_ok=True)
         # the same two files, in the same format, as a training run's reports/ folder
-        atomic_write_text(request.output / CONFUSION_MATRIX_CSV, confusion_matrix_csv(report))
-        atomic_write_text(request.output / CLASSIFICATION_REPORT_CSV, classification_report_csv(report))
-        print(f"wrote {request.output / CONFUSION_MATRIX_CSV} and {request.output / CLASSIFICATION_REPORT_CSV}")
+        matrix_csv, report_csv = write_report_csvs(request.output, report)
+        print(f"wrote {matrix_csv} and {report_csv}")
     return 0
 
 

@@ -8,7 +8,6 @@ class) and computes a `ClassificationReport` whose numbers equal scikit-learn's 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import EpochWise, MetricUsage, reinit__is_reduced, sync_all_reduce
 from torch import Tensor
 
+from ignite_app.fileio import atomic_write_text
+
 __all__ = [
     "ACCURACY",
     "F1_MACRO",
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_PRINTED_MATRIX",
     "ClassificationReport",
     "ConfusionMatrixMetric",
+    "markdown_table",
     "read_label_map",
     "write_label_map",
 ]
@@ -119,22 +121,15 @@ def read_label_map(path: str | os.PathLike[str]) -> list[str]:
 def write_label_map(path: str | os.PathLike[str], names: Sequence[str]) -> None:
     """Write `names` as a label map that `read_label_map` reads back unchanged.
 
-    The file is written to a temporary file and then renamed, so a reader never sees half a label map.
+    The file is replaced atomically (:func:`ignite_app.fileio.atomic_write_text`): a reader never sees half a
+    label map.
 
     Args:
         path: the file to create or replace.
         names: class names in class-index order; non-empty, unique, no blank names, no line breaks.
     """
     names = _check_class_names(names, where="names")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(names) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(Path(path), "\n".join(names) + "\n")
 
 
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -154,13 +149,17 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _markdown_table(df: pd.DataFrame, corner: str) -> str:
+def markdown_table(df: pd.DataFrame, corner: str) -> str:
+    """``df`` as a markdown table: ``corner`` heads the index column, numbers are right-aligned, floats have 4
+    decimals (NaN: an empty cell)."""
     def cell(value: Any) -> str:
         return _format(value).replace("|", "\\|")  # a "|" inside a class name would end the cell
 
-    rows = [[corner, *map(cell, df.columns)], ["---"] + ["---:"] * len(df.columns)]
+    rows = [[corner, *map(cell, df.columns)]]
     rows += [[cell(label), *map(cell, values)] for label, values in zip(df.index, df.itertuples(index=False))]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines.insert(1, "|---" + "|---:" * len(df.columns) + "|")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True, eq=False)
@@ -310,11 +309,11 @@ class ClassificationReport:
     def to_markdown(self, with_matrix: bool | None = None) -> str:
         """The report as markdown tables; `with_matrix` as in `to_text`."""
         parts = [
-            _markdown_table(self.table(), "class"),
+            markdown_table(self.table(), "class"),
             f"**accuracy** {self.accuracy:.4f} over {self.num_samples} samples",
         ]
         if self._show_matrix(with_matrix):
-            parts.append(_markdown_table(self.matrix, "true \\ predicted"))
+            parts.append(markdown_table(self.matrix, "true \\ predicted"))
         else:
             parts.append(self._matrix_note())
         return "\n\n".join(parts)

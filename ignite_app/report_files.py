@@ -34,7 +34,7 @@ def write_best_files(folder: Path, report: ClassificationReport, epoch: int) -> 
 class ReportFiles:
     """Write ``confusion_matrix.csv``, ``classification_report.csv`` and ``confusion_matrix.png`` of the best epoch.
 
-    They are written by ``jobs`` (drawing the heatmap takes a good part of a short epoch) whenever the best changes,
+    They are written by ``jobs`` (off the training loop, like the TensorBoard report) whenever the best changes,
     and again when a resumed run starts, from the :class:`BestReport` its checkpoint restored.
     """
 

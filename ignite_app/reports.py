@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ignite_app.fileio import atomic_write, atomic_write_text
+from ignite_app.metrics import markdown_table
 
 if TYPE_CHECKING:
     from ignite_app.metrics import ClassificationReport
@@ -59,20 +60,12 @@ def heatmap_title(epoch: int, report: ClassificationReport) -> str:
 
 
 def report_markdown(report: ClassificationReport) -> str:
-    """The per-class table with the macro and weighted rows, then the overall accuracy, as markdown."""
+    """The per-class table with the macro and weighted rows, then the overall accuracy, as markdown.
 
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.4f}"
-        return str(value).replace("|", "\\|")  # a "|" in a class name would end the cell
-
-    table = report.table()
-    lines = ["| " + " | ".join(REPORT_COLUMNS) + " |", "|---" + "|---:" * (len(REPORT_COLUMNS) - 1) + "|"]
-    for name, values in zip(table.index, table.itertuples(index=False)):
-        *scores, support = values
-        lines.append("| " + " | ".join([cell(name), *(cell(float(v)) for v in scores), str(int(support))]) + " |")
-    lines.append(f"\n**accuracy** {report.accuracy:.4f} over {report.num_samples} samples")
-    return "\n".join(lines)
+    :meth:`ClassificationReport.to_markdown` without the confusion matrix (TensorBoard shows it as an image).
+    """
+    return (f"{markdown_table(report.table(), 'class')}\n\n"
+            f"**accuracy** {report.accuracy:.4f} over {report.num_samples} samples")
 
 
 def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
@@ -106,11 +99,17 @@ def classification_report_csv(report: ClassificationReport) -> str:
     return _csv_text(rows)
 
 
-def write_report_files(folder: Path, report: ClassificationReport, png: bytes) -> list[Path]:
-    """Write the three report files of ``report`` into ``folder`` (created if needed); returns their paths."""
+def write_report_csvs(folder: Path, report: ClassificationReport) -> list[Path]:
+    """Write ``confusion_matrix.csv`` and ``classification_report.csv`` into ``folder`` (created if needed)."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / CONFUSION_MATRIX_CSV, confusion_matrix_csv(report))
     atomic_write_text(folder / CLASSIFICATION_REPORT_CSV, classification_report_csv(report))
+    return [folder / CONFUSION_MATRIX_CSV, folder / CLASSIFICATION_REPORT_CSV]
+
+
+def write_report_files(folder: Path, report: ClassificationReport, png: bytes) -> list[Path]:
+    """Write the three report files of ``report`` into ``folder`` (created if needed); returns their paths."""
+    write_report_csvs(folder, report)
     atomic_write(folder / CONFUSION_MATRIX_PNG, lambda f: f.write(png))
     return [folder / name for name in REPORT_FILES]
 

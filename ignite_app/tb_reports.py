@@ -14,9 +14,9 @@ tag                                        tab       what
 ``grads_norm/<param>``                     SCALARS   ``--log-grads N``: L2 norm of its gradient, step = iteration
 =========================================  ========  ====================================================
 
-Drawing the heatmaps takes about 0.3 s per validation at 10 classes, most of a digits epoch (see
-``benchmarks/report_cost.py``), so the evaluator only stamps the wall time and hands the (immutable) report to one
-background thread, which writes everything with that time. The thread frees the training loop while it waits for
+The report costs about 30 ms per validation (see ``benchmarks/report_cost.py``), ~7% of a tiny digits epoch, so
+the evaluator only stamps the wall time and hands the (immutable) report to one background thread, which writes
+everything with that time. The thread frees the training loop while it waits for
 an accelerator or for data; it cannot make drawing free on a CPU that training already keeps busy (drawing is
 Python code, which holds the GIL).
 The training checkpoint of an epoch is written right after its validation; waiting there for the drawing would put

@@ -1,11 +1,12 @@
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from ignite_app.distributed import free_port  # noqa: F401  (for the tests: from conftest import free_port)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,13 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # slower). Results do not depend on it: every comparison in the suite runs under the same setting.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, for a process group's rendezvous (tests may run side by side)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_script(script: str, *args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 
 import ignite.distributed as idist
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ignite.engine import Engine
@@ -450,13 +450,7 @@ def _check_two_ranks(local_rank: int) -> None:
     assert evaluator.state.metrics[ACCURACY] == expected.accuracy
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_ranks_reduce_to_the_single_process_report() -> None:
     # a free port, so that concurrent test runs on one machine do not meet on ignite's default port
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=_free_port()) as p:
+    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=free_port()) as p:
         p.run(_check_two_ranks)

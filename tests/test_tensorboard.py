@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import run_script
+from conftest import free_port, run_script
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -76,12 +75,6 @@ def test_the_event_file_has_every_report_tag_at_every_epoch(run_dir):
     assert [e.step for e in events.Scalars("grads_norm/0/weight")] == [3, 6]
     assert set(events.PluginTagToContent("hparams")) == {
         "_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url):
