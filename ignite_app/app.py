@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,13 +33,14 @@ from ignite.utils import manual_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ignite_app.checkpoint import RNGState, Value, attach_training_checkpoint
+from ignite_app.checkpoint import RNGState, Value, attach_training_checkpoint, training_checkpoints
 from ignite_app.config import TrainConfig
-from ignite_app.data import DataBundle, build_data, build_loaders
+from ignite_app.data import DataBundle, TensorImageDataset, build_data, build_loaders
 from ignite_app.engines import StepOptions, create_evaluator, create_trainer
 from ignite_app.errors import Interrupted, UsageError
 from ignite_app.eventfiles import purge_events_after
 from ignite_app.fileio import atomic_write_text, remove_stale_temporaries
+from ignite_app.fingerprint import DataFingerprint, file_fingerprint, tensor_fingerprint, write_file_table
 from ignite_app.handlers import (
     VAL_LOSS,
     BestReport,
@@ -50,6 +52,7 @@ from ignite_app.handlers import (
     attach_early_stopping,
     attach_epoch_loss,
     attach_epoch_summary,
+    attach_finite_guard,
     attach_lr_scheduler,
     attach_nan_guard,
     attach_progress_bar,
@@ -58,11 +61,11 @@ from ignite_app.handlers import (
 )
 from ignite_app.metrics import REPORT, ConfusionMatrixMetric, write_label_map
 from ignite_app.models import build_model, build_optimizer
-from ignite_app.plugins import load_plugins
+from ignite_app.plugins import Plugin, culprit, load_plugins
 from ignite_app.report_files import History, ReportFiles, attach_history, attach_report_files
-from ignite_app.resume import ResumePoint, check_resumable, find_resume_point, restore
-from ignite_app.rundir import RunLock, RunPaths, attach_log_file, open_run_dir
-from ignite_app.signals import GracefulStop, attach_graceful_stop
+from ignite_app.resume import DATA_FINGERPRINT, ResumePoint, check_restartable, check_resumable, find_resume_point, restore
+from ignite_app.rundir import RunLock, RunPaths, attach_log_file, open_run_dir, run_contents
+from ignite_app.signals import GracefulStop, HandlerStop, attach_graceful_stop, attach_handler_stop
 from ignite_app.tb_reports import (
     REPORT_LOGGING,
     BackgroundJobs,
@@ -90,6 +93,7 @@ class Handlers:
     summary: EpochSummary
     training_checkpoint: Checkpoint
     graceful_stop: GracefulStop
+    handler_stop: HandlerStop
     # rank 0 only: the report outputs (TensorBoard and runs/<run>/reports/), and the thread that draws them
     report_jobs: BackgroundJobs | None = None
     report_logging: ReportLogger | None = None
@@ -107,6 +111,8 @@ class RunResult:
     best_epoch: int
     best_checkpoint: Path
     epochs: int
+    stopped_by_handler: int | None = None  # the iteration at which a handler's trainer.terminate() stopped the run
+    resumable: bool = False  # (stopped by a handler) whether a checkpoint was written at that iteration
 
 
 @dataclass
@@ -132,12 +138,17 @@ class App:
     def classes(self) -> tuple[str, ...]:
         return self.data.classes
 
-    def run(self) -> RunResult:
-        """Train up to ``config.epochs`` epochs, then log the best epoch's report. Closes the app's files.
+    def run(self, close: bool = True) -> RunResult:
+        """Train up to ``config.epochs`` epochs, then log the best epoch's report.
+
+        Args:
+            close: close the app's files afterwards (TensorBoard, ``train.log``, the run folder's lock), whatever
+                happens; the command line passes ``False`` to log the outcome into ``train.log`` first, then closes.
 
         Raises:
             Interrupted: SIGTERM or SIGINT stopped the run after a checkpoint (``exit_code`` is 143 or 130).
-            TrainingDiverged: the loss became NaN or infinite.
+            StopNow: a second signal stopped the run at once.
+            TrainingDiverged: the loss, the validation loss or the weights became NaN or infinite.
         """
         stop = self.handlers.graceful_stop
         stop.install()
@@ -148,31 +159,50 @@ class App:
             return self._finish()
         finally:
             stop.uninstall()
-            self.close()
+            if close:
+                self.close()
 
     def close(self) -> None:
         """Finish the reports, close TensorBoard and ``train.log``, release the run folder (idempotent).
 
         Every closer runs even if one fails; the first failure is raised afterwards.
         """
-        error: Exception | None = None
-        while self._closers:
-            try:
-                self._closers.pop()()
-            except Exception as e:
-                error = error or e
-        if error is not None:
-            raise error
+        close_all(self._closers)
 
     def _finish(self) -> RunResult:
         best = self.handlers.best_report
-        if best.report is not None:
+        handler_stop = self.handlers.handler_stop
+        if handler_stop.stopped_at is not None:
+            iteration = handler_stop.stopped_at
+            epoch_length = self.trainer.state.epoch_length
+            log.warning("a handler stopped the run at iteration %d (epoch %d of %d)%s", iteration,
+                        (iteration - 1) // epoch_length + 1, self.config.epochs,
+                        " after saving a checkpoint there" if handler_stop.saved else
+                        "; no checkpoint could be written there (it ended an epoch before its validation), the last "
+                        "one is " + ", ".join(p.name for p in training_checkpoints(self.paths.checkpoints)[:1]))
+            if best.report is not None:
+                log.info("best so far: epoch %d, val accuracy %.2f%%", best.epoch, 100 * best.accuracy)
+        elif best.report is not None:
             log.info("best epoch %d: val accuracy %.2f%%\n%s", best.epoch, 100 * best.accuracy, best.report)
         log.info("best checkpoint: %s", self.paths.best_model)
         if self.handlers.report_files is not None:
             log.info("reports: %s", self.paths.reports)
         log.info("TensorBoard: tensorboard --logdir %s", self.config.output_dir)
-        return RunResult(best.accuracy, best.epoch, self.paths.best_model, self.trainer.state.epoch)
+        return RunResult(best.accuracy, best.epoch, self.paths.best_model, self.trainer.state.epoch,
+                         handler_stop.stopped_at, handler_stop.saved)
+
+
+def close_all(closers: list[Callable[[], None]]) -> None:
+    """Call and remove every closer, last added first; each one runs even if another fails, then the first failure
+    is raised."""
+    error: Exception | None = None
+    while closers:
+        try:
+            closers.pop()()
+        except Exception as e:
+            error = error or e
+    if error is not None:
+        raise error
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,7 +224,9 @@ def build(config: TrainConfig) -> App:
     """Wire a training run from ``config``: data, model, engines and handlers. Creates (or reopens) the run folder.
 
     Everything that can be refused (options, data, a checkpoint to resume) is checked before the run folder is
-    touched. With several processes, every process calls ``build``; rank 0 alone owns the run folder's files.
+    touched. A start that fails after that leaves a folder that the same command can use again (or, for a run
+    without ``--run-name``, no folder at all). With several processes, every process calls ``build``; rank 0
+    alone owns the run folder's files.
     """
     rank, world_size = idist.get_rank(), idist.get_world_size()
     first = rank == 0
@@ -207,10 +239,11 @@ def build(config: TrainConfig) -> App:
     options = StepOptions(device, non_blocking=device.type == "cuda", amp=config.amp,
                           channels_last=config.channels_last)
     data = build_data(config)
+    fingerprint = data_fingerprint(data, config)
     train_loader, val_loader = build_loaders(data, config, rank, world_size, pin_memory=device.type == "cuda")
     epoch_length = len(train_loader)
     if resume is not None:
-        check_resumable(resume, config, data.classes, normalization(data))
+        check_resumable(resume, config, data.classes, normalization(data), fingerprint)
 
     # 3. model, optimizer, loss: seeded so that a run is reproducible from --seed (and each rank drops differently)
     manual_seed(config.seed + rank)
@@ -230,68 +263,112 @@ def build(config: TrainConfig) -> App:
 
     # 5. the run folder, once everything above has been accepted; rank 0 creates it and tells the others
     closers: list[Callable[[], None]] = []
-    paths = share_run_dir(config, data.classes, resume, closers)
+    paths = share_run_dir(config, data.classes, fingerprint, resume, closers)
     log_file = attach_log_file(paths)
     closers.append(lambda: _detach_log_file(log_file))
-    if first:
-        log_start(config, data, device, world_size, paths)
+    try:
+        if first:
+            log_start(config, data, device, world_size, paths)
 
-    # 6. handlers, in the order they fire at the end of an epoch
-    epoch_loss = attach_epoch_loss(trainer, device)
-    attach_data_order(trainer, train_loader.batch_sampler)
-    attach_nan_guard(trainer, every=config.log_every)
-    progress_bar = attach_progress_bar(trainer) if config.progress and first else None
-    if world_size > 1:
-        attach_buffer_sync(evaluator, unwrap(model))
-    attach_validation(trainer, evaluator, val_loader)
-    best_report = attach_best_report(evaluator, trainer, data.classes)
-    lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
-    best_checkpoint = attach_best_checkpoint(
-        evaluator, trainer, best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, data, config),
-        paths.checkpoints)
-    early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
-    tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every) if first else None
-    jobs: BackgroundJobs | None = None
-    report_logging: ReportLogger | None = None
-    report_files: ReportFiles | None = None
-    hparams: Callable[[Engine], None] | None = None
-    norm_logging: list[ParamNormHandler] = []
-    if tb_logger is not None:  # rank 0 writes the reports; one thread draws them, off the training loop
-        closers.append(tb_logger.close)
-        jobs = BackgroundJobs()
-        closers.append(jobs.close)  # runs before tb_logger.close: the last reports reach the event file
-        report_logging = attach_report_logging(evaluator, trainer, tb_logger, data.classes, jobs)
-        report_files = attach_report_files(evaluator, trainer, best_report, paths.reports, jobs)
-        norm_logging = attach_norm_logging(trainer, tb_logger, unwrap(model), config.log_weights, config.log_grads)
-        hparams = attach_hparams(trainer, tb_logger, config, best_report)
-    summary = attach_epoch_summary(trainer, evaluator)
-    # before the checkpoint that includes the epoch: a resume never finds an epoch missing from the history
-    history = attach_history(trainer, summary, paths.reports) if first else None
-    state = training_state(trainer, model, optimizer, lr_scheduler, early_stopping, best_checkpoint, best_report,
-                           epoch_loss, scaler, data, config)
-    state[REPORT_LOGGING] = report_logging if report_logging is not None else Value(lambda: None)
-    training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
-                                                     config.checkpoint_every)
-    graceful_stop = attach_graceful_stop(trainer, training_checkpoint)
+        # 6. handlers, in the order they fire at the end of an epoch
+        attach_nan_guard(trainer, every=config.log_every)  # first: at an epoch's end it names the bad iteration
+        epoch_loss = attach_epoch_loss(trainer, device)
+        attach_data_order(trainer, train_loader.batch_sampler)
+        progress_bar = attach_progress_bar(trainer) if config.progress and first else None
+        if world_size > 1:
+            attach_buffer_sync(evaluator, unwrap(model))
+        attach_validation(trainer, evaluator, val_loader)
+        attach_finite_guard(evaluator, trainer, unwrap(model))  # before anything keeps the model as the best
+        best_report = attach_best_report(evaluator, trainer, data.classes)
+        lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
+        best_checkpoint = attach_best_checkpoint(
+            evaluator, trainer,
+            best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, data, config),
+            paths.checkpoints)
+        early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
+        tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every) if first else None
+        jobs: BackgroundJobs | None = None
+        report_logging: ReportLogger | None = None
+        report_files: ReportFiles | None = None
+        hparams: Callable[[Engine], None] | None = None
+        norm_logging: list[ParamNormHandler] = []
+        if tb_logger is not None:  # rank 0 writes the reports; one thread draws them, off the training loop
+            closers.append(tb_logger.close)
+            jobs = BackgroundJobs()
+            closers.append(jobs.close)  # runs before tb_logger.close: the last reports reach the event file
+            report_logging = attach_report_logging(evaluator, trainer, tb_logger, data.classes, jobs)
+            report_files = attach_report_files(evaluator, trainer, best_report, paths.reports, jobs)
+            norm_logging = attach_norm_logging(trainer, tb_logger, unwrap(model), config.log_weights,
+                                               config.log_grads)
+            hparams = attach_hparams(trainer, tb_logger, config, best_report)
+        summary = attach_epoch_summary(trainer, evaluator)
+        # before the checkpoint that includes the epoch: a resume never finds an epoch missing from the history
+        history = attach_history(trainer, summary, paths.reports) if first else None
+        state = training_state(trainer, model, optimizer, lr_scheduler, early_stopping, best_checkpoint,
+                               best_report, epoch_loss, scaler, data, config, fingerprint)
+        state[REPORT_LOGGING] = report_logging if report_logging is not None else Value(lambda: None)
+        training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
+                                                         config.checkpoint_every)
+        graceful_stop = attach_graceful_stop(trainer, training_checkpoint)
+        handler_stop = attach_handler_stop(trainer, training_checkpoint, graceful_stop,
+                                           finished=lambda: early_stopping is not None and early_stopping.counter
+                                           >= early_stopping.patience)
 
-    # 7. put the resumed state back
-    if resume is not None:
-        # Checkpoints of versions without report logging resume too; they just have nothing to replay.
-        restore({k: v for k, v in state.items() if k != RNG and (k != REPORT_LOGGING or k in resume.checkpoint)},
-                resume)
-        # The RNG is restored last, just before the first step: building consumed random numbers.
-        trainer.add_event_handler(Events.STARTED, lambda _: state[RNG].load_state_dict(resume.checkpoint[RNG]))
+        # 7. put the resumed state back
+        if resume is not None:
+            restore({k: v for k, v in state.items() if k != RNG}, resume)
+            # The RNG is restored last, just before the first step: building consumed random numbers.
+            trainer.add_event_handler(Events.STARTED, lambda _: state[RNG].load_state_dict(resume.checkpoint[RNG]))
 
-    handlers = Handlers(epoch_loss, best_report, best_checkpoint, early_stopping, tb_logger, progress_bar, summary,
-                        training_checkpoint, graceful_stop, jobs, report_logging, report_files, history, hparams,
-                        norm_logging)
-    app = App(config, paths, device, data, model, optimizer, lr_scheduler, loss_fn, trainer, evaluator,
-              train_loader, val_loader, handlers, closers)
+        handlers = Handlers(
+            epoch_loss=epoch_loss, best_report=best_report, best_checkpoint=best_checkpoint,
+            early_stopping=early_stopping, tb_logger=tb_logger, progress_bar=progress_bar, summary=summary,
+            training_checkpoint=training_checkpoint, graceful_stop=graceful_stop, handler_stop=handler_stop,
+            report_jobs=jobs, report_logging=report_logging, report_files=report_files, history=history,
+            hparams=hparams, norm_logging=norm_logging)
+        app = App(config=config, paths=paths, device=device, data=data, model=model, optimizer=optimizer,
+                  lr_scheduler=lr_scheduler, loss_fn=loss_fn, trainer=trainer, evaluator=evaluator,
+                  train_loader=train_loader, val_loader=val_loader, handlers=handlers, _closers=closers)
 
-    # 8. the user's own handlers (--handler), attached last: after every built-in handler of the same event
-    for plugin in load_plugins(config.handlers):
-        plugin(app)
+        # 8. the user's own handlers (--handler), attached last: after every built-in handler of the same event
+        for plugin in load_plugins(config.handlers):
+            attach_plugin(plugin, app)
+    except BaseException as e:
+        abandon_start(paths, config, resume, log_file, closers, e)
+        raise
     return app
+
+
+def attach_plugin(plugin: Plugin, app: App) -> None:
+    """Call a ``--handler`` function with the app; its failure is a usage error that names it and where it failed."""
+    try:
+        plugin(app)
+    except Exception as e:
+        raise UsageError(f"--handler {plugin.spec!r} failed while attaching its handlers{plugin.where(e)}: "
+                         f"{type(e).__name__}: {e}") from e
+
+
+def abandon_start(paths: RunPaths, config: TrainConfig, resume: ResumePoint | None, log_file: logging.Handler,
+                  closers: list[Callable[[], None]], error: BaseException) -> None:
+    """After a failure between the run folder's creation and the start of training: record the error in
+    ``train.log``, close what was opened, and leave a folder the same command can use again.
+
+    A run named with ``--run-name`` keeps its folder (its ``train.log`` says what happened; nothing in it blocks a
+    retry, see :func:`ignite_app.resume.check_restartable`); a new run without one is removed, since the same
+    command would start another folder anyway.
+    """
+    # Into train.log only: the command line prints the error itself (a traceback, too, unless it is a usage error).
+    cause = error.__cause__ if isinstance(error, UsageError) and error.__cause__ is not None else error
+    log_file.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "the run could not start: %s", (error,),
+                                   (type(cause), cause, cause.__traceback__)))
+    try:
+        close_all(closers)
+    except Exception:  # the original error matters more than a failure to close
+        log.exception("while closing the run after that error")
+    contents = run_contents(paths)
+    fresh = resume is None and config.run_name is None and not contents.results and not contents.foreign
+    if idist.get_rank() == 0 and fresh:
+        shutil.rmtree(paths.root, ignore_errors=True)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -314,15 +391,18 @@ def attach_buffer_sync(evaluator: Engine, model: nn.Module) -> Callable[[Engine]
     return sync
 
 
-def share_run_dir(config: TrainConfig, classes: tuple[str, ...], resume: ResumePoint | None,
-                  closers: list[Callable[[], None]]) -> RunPaths:
+def share_run_dir(config: TrainConfig, classes: tuple[str, ...], fingerprint: DataFingerprint,
+                  resume: ResumePoint | None, closers: list[Callable[[], None]]) -> RunPaths:
     """Rank 0 creates (or reopens), locks and prepares the run folder; every rank gets its path."""
     root, error = "", ""
     if idist.get_rank() == 0:
         try:
-            paths = open_run_dir(config.output_dir, config.run_name, existing_ok=config.resume is not None)
+            paths = open_run_dir(config.output_dir, config.run_name, existing_ok=config.resume is not None,
+                                 check_existing=lambda p: check_restartable(
+                                     p, config, f"--run-name {config.run_name!r}: the run folder {p.root} already exists",
+                                     "choose another --run-name, or continue the run with --resume auto"))
             closers.append(RunLock(paths).release)
-            prepare_run_dir(paths, config, classes, resume)
+            prepare_run_dir(paths, config, classes, fingerprint, resume)
             root = str(paths.root)
         except UsageError as e:
             error = str(e)
@@ -347,9 +427,10 @@ def log_start(config: TrainConfig, data: DataBundle, device: torch.device, world
                     "" if len(data.skipped) == 1 else "s", "\n  ".join(data.skipped))
 
 
-def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ...],
+def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ...], fingerprint: DataFingerprint,
                     resume: ResumePoint | None) -> None:
-    """Write the config and label map; on a resume, drop the TensorBoard points written after the checkpoint."""
+    """Write the config, the label map and the data's file table; on a resume, drop the TensorBoard points written
+    after the checkpoint."""
     remove_stale_temporaries(paths.root)
     for folder in (paths.checkpoints, paths.reports):
         if folder.is_dir():
@@ -359,6 +440,7 @@ def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ..
                        also=pending_report_events(resume.checkpoint) if resume is not None else None)
     atomic_write_text(paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
     write_label_map(paths.label_map, classes)
+    write_file_table(paths.data_files, fingerprint)
 
 
 def _detach_log_file(handler: logging.Handler) -> None:
@@ -390,6 +472,17 @@ def model_description(data: DataBundle, config: TrainConfig) -> dict[str, Value]
     }
 
 
+def data_fingerprint(data: DataBundle, config: TrainConfig) -> DataFingerprint:
+    """The fingerprint a resume compares: the table of image files, or the digest of in-memory tensors."""
+    train, val = data.train, data.val
+    if isinstance(train, TensorImageDataset) and isinstance(val, TensorImageDataset):
+        return tensor_fingerprint(train.images, train.labels, val.images, val.labels)
+    if config.data_dir is not None and all(hasattr(d, "paths") and hasattr(d, "labels") for d in (train, val)):
+        splits = {"train": list(zip(train.paths, train.labels)), "val": list(zip(val.paths, val.labels))}
+        return file_fingerprint(config.data_dir, splits, data.classes)
+    return DataFingerprint("")  # a dataset of another kind: nothing to compare
+
+
 def normalization(data: DataBundle) -> dict[str, list[float]]:
     """The checkpoints' ``normalization`` entry: the training set's per-channel mean and std."""
     return {"mean": list(data.mean), "std": list(data.std)}
@@ -401,7 +494,7 @@ RNG = "rng"
 def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Optimizer, lr_scheduler: Any,
                    early_stopping: EarlyStopping | None, best_checkpoint: Checkpoint, best_report: BestReport,
                    epoch_loss: EpochLoss, scaler: torch.amp.GradScaler | None, data: DataBundle,
-                   config: TrainConfig) -> dict[str, Any]:
+                   config: TrainConfig, fingerprint: DataFingerprint) -> dict[str, Any]:
     """What a training checkpoint holds: every object whose state the rest of the run depends on."""
     state: dict[str, Any] = {
         "trainer": trainer,
@@ -414,6 +507,7 @@ def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Opt
         **model_description(data, config),
         "saved_at": Value(time.time),  # TensorBoard points stamped later are dropped on resume
         "world_size": Value(idist.get_world_size),
+        DATA_FINGERPRINT: Value(fingerprint.to_dict),
     }
     if scaler is not None:
         state["scaler"] = scaler

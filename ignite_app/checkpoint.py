@@ -10,10 +10,12 @@ Two kinds of file live in ``runs/<run>/checkpoints/``:
 
 from __future__ import annotations
 
+import codecs
 import logging
 import pickle
 import random
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,12 @@ from ignite.handlers.checkpoint import BaseSaveHandler
 
 from ignite_app.errors import UsageError
 from ignite_app.fileio import atomic_write
+from ignite_app.rundir import BEST_MODEL, TRAINING_PREFIX
 
 log = logging.getLogger("ignite_app")
 
-BEST_MODEL = "best_model.pt"
-TRAINING_PREFIX = "training"
 _TRAINING_NAME = re.compile(rf"^{TRAINING_PREFIX}_(\d+)\.pt$")
+_GLOBAL = re.compile(r"(GLOBAL [\w.]+)", re.IGNORECASE)  # in torch's refusal of a pickled function or class
 
 
 class CheckpointError(UsageError):
@@ -73,6 +75,30 @@ class DurableSaver(BaseSaveHandler):
     def remove(self, filename: str) -> None:
         if idist.get_rank() == self.save_on_rank:
             self._pending_removal.append(filename)
+
+
+class TrainingSaver(DurableSaver):
+    """A :class:`DurableSaver` for training checkpoints that keeps the newest ``keep_last`` files of the folder.
+
+    The folder is pruned after each new file is durable, so the checkpoint a run resumed from is only deleted once
+    ``keep_last`` newer ones exist. Files of a higher iteration than the one just written (left by a process that
+    was killed after them, and that this run will write again) are neither counted nor deleted here.
+    """
+
+    def __init__(self, dirname: Path, keep_last: int, save_on_rank: int = 0) -> None:
+        super().__init__(dirname, save_on_rank)
+        self.keep_last = keep_last
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        super().__call__(checkpoint, filename, metadata)
+        if idist.get_rank() == self.save_on_rank:
+            written = checkpoint_iteration(Path(filename))
+            older = [p for p in training_checkpoints(self.dirname) if checkpoint_iteration(p) <= written]
+            for path in older[self.keep_last:]:
+                path.unlink(missing_ok=True)
+
+    def remove(self, filename: str) -> None:  # n_saved=None: ignite never asks; pruning is done above
+        pass
 
 
 class Value:
@@ -140,8 +166,10 @@ def attach_training_checkpoint(trainer: Engine, to_save: Mapping[str, Any], out_
     scheduler step and best model already done. A mid-epoch save is never taken on an epoch's last iteration,
     where the epoch-end handlers have not yet run; the epoch-end save covers that point.
     """
-    handler = Checkpoint(to_save, DurableSaver(out_dir), filename_prefix=TRAINING_PREFIX,
-                         filename_pattern="{filename_prefix}_{global_step}.{ext}", n_saved=keep_last,
+    # n_saved=None: ignite's Checkpoint only knows the files its own process wrote, so the saver keeps the newest
+    # keep_last of the whole run's folder instead, those of earlier (resumed) processes included.
+    handler = Checkpoint(to_save, TrainingSaver(out_dir, keep_last), filename_prefix=TRAINING_PREFIX,
+                         filename_pattern="{filename_prefix}_{global_step}.{ext}", n_saved=None,
                          global_step_transform=training_step)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, handler)
     if every is not None:
@@ -152,49 +180,113 @@ def attach_training_checkpoint(trainer: Engine, to_save: Mapping[str, Any], out_
     return handler
 
 
+def checkpoint_iteration(path: Path) -> int:
+    """The iteration in a ``training_<iteration>.pt`` name (-1 for any other name)."""
+    m = _TRAINING_NAME.match(path.name)
+    return int(m.group(1)) if m else -1
+
+
 def training_checkpoints(folder: Path) -> list[Path]:
     """The ``training_<iteration>.pt`` files of ``folder``, newest (highest iteration) first."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob(f"{TRAINING_PREFIX}_*.pt")
-             if (m := _TRAINING_NAME.match(p.name))]
-    return [p for _, p in sorted(found, reverse=True)]
+    found = [p for p in Path(folder).glob(f"{TRAINING_PREFIX}_*.pt") if _TRAINING_NAME.match(p.name)]
+    return sorted(found, key=checkpoint_iteration, reverse=True)
+
+
+# What a file that is not a checkpoint usually turns out to be, by its first bytes.
+_LOOKALIKES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"version https://git-lfs", "a git-LFS pointer: the real file was never downloaded (run git lfs pull)"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+)
+
+
+def not_a_checkpoint(head: bytes) -> str | None:
+    """What a file starting with ``head`` is, when it cannot be a file written by ``torch.save``; else ``None``.
+
+    ``torch.save`` writes a zip archive (``PK``) or, in its legacy format, a pickle (``\\x80``).
+    """
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return None
+    if not head:
+        return "an empty file"
+    for magic, what in _LOOKALIKES:
+        if head.startswith(magic):
+            return what
+    if len(head) >= 10 and head[8:10] == b'{"':
+        return "a safetensors file (weights only: use it with --weights, not as a checkpoint)"
+    try:  # incremental: a multi-byte character cut off at the end of `head` is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        text = ""
+    if not text or not text.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
+        return "binary data of an unknown kind"
+    return "JSON text" if text.lstrip().startswith(("{", "[")) else "a text file"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, never code.
 
     Raises:
-        CheckpointError: the file is missing, unreadable (truncated, corrupt) or carries pickled code.
+        CheckpointError: the message says what the file is not: missing, not a PyTorch checkpoint at all (with
+            what it looks like), truncated or corrupt, or not a dict.
+        UnsafeCheckpointError: the file carries pickled code.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists() else
+                              f"checkpoint {path} is a folder, not a file")
+    with open(path, "rb") as f:
+        lookalike = not_a_checkpoint(f.read(64))
+    if lookalike is not None:
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint: it is {lookalike}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a pickle of another protocol is refused below; torch's warning adds nothing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e) or "Unsupported global" in str(e):
-            raise UnsafeCheckpointError(f"checkpoint {path} refused: it holds pickled objects that would run code "
-                                        "when loaded, not just tensors and plain values; only load checkpoints you "
-                                        "trust, and only through code that inspects them") from None
-        raise CheckpointError(f"checkpoint {path} is unreadable ({e}); it may be truncated or corrupt") from None
+        found = _GLOBAL.search(str(e))
+        if found is not None:  # the safe unpickler met a reference to a Python function or class
+            raise UnsafeCheckpointError(f"checkpoint {path} refused: it carries code ({found.group(1)}: pickled "
+                                        "objects that would run when loaded, not just tensors and plain values); "
+                                        "only load checkpoints you trust, and only through code that inspects "
+                                        "them") from None
+        if "Weights only" in str(e):
+            raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint: it is a Python pickle that "
+                                  "torch.save did not write") from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} is unreadable ({reason}); it may be truncated or corrupt") from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason})") from None
     if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint of this app: it holds a "
+                              f"{type(checkpoint).__name__}, not a dict of named entries")
     return checkpoint
 
 
-def newest_loadable(folder: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest training checkpoint of ``folder`` that loads; unreadable newer ones are skipped with a warning.
+def is_training_checkpoint(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether a loaded checkpoint holds a trainer's state to resume from (``best_model.pt`` does not)."""
+    trainer = checkpoint.get("trainer")
+    return isinstance(trainer, Mapping) and "iteration" in trainer and "epoch_length" in trainer
 
-    A file that carries code is not skipped: :class:`UnsafeCheckpointError` stops everything, since it means
-    someone other than this app wrote into the run folder.
+
+def newest_loadable(folder: Path) -> tuple[tuple[Path, dict[str, Any]] | None, list[str]]:
+    """The newest training checkpoint of ``folder`` that loads, and why each newer one was skipped.
+
+    Any newer file that cannot be used (truncated, not a checkpoint, carrying code, without a trainer state) is
+    skipped with a warning that gives its reason; ``None`` when no file is usable.
     """
+    skipped: list[str] = []
     for path in training_checkpoints(folder):
         try:
-            return path, load_checkpoint(path)
-        except UnsafeCheckpointError:
-            raise
-        except CheckpointError as e:
-            log.warning("warning: %s; falling back to the previous checkpoint", e)
-    return None
+            checkpoint = load_checkpoint(path)
+        except CheckpointError as e:  # an UnsafeCheckpointError too: it is never loaded, only passed over
+            reason = str(e)
+        else:
+            if is_training_checkpoint(checkpoint):
+                return (path, checkpoint), skipped
+            reason = f"checkpoint {path} holds no trainer state (it is not a training checkpoint)"
+        skipped.append(reason)
+        log.warning("warning: %s; falling back to the previous checkpoint", reason)
+    return None, skipped

@@ -109,7 +109,7 @@ class TrainConfig:
     plateau_monitor: str = option("train_loss", "value the plateau scheduler watches after each epoch",
                                   choices=PLATEAU_MONITORS)
     plateau_factor: float = option(0.5, "plateau: multiply the lr by this when the monitored value stalls",
-                                   low=0.0, high=1.0, low_open=True)
+                                   low=0.0, high=1.0, low_open=True, high_open=True)
     plateau_patience: int = option(2, "plateau: epochs without improvement before the lr is lowered", low=0)
     warmup_epochs: float = option(1.0, "cosine: epochs of linear lr warm-up", low=0.0)
     early_stopping_patience: int = option(0, "stop after this many validations without a better accuracy "

@@ -145,22 +145,44 @@ def setup_process() -> int:
 
 
 def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: list[str] | None = None) -> int:
-    """Build and run the app in this process; map the outcome to an exit code, reported by rank 0."""
+    """Build and run the app in this process; log the outcome (into ``train.log`` too) and map it to an exit code.
+
+    0: the run finished, or a handler stopped it (the command that continues it is printed); 1: the loss diverged,
+    or an error was raised during training (the command that resumes is printed when a checkpoint exists); 2: the
+    run cannot start as asked; 128 + n: stopped by signal n.
+    """
     from ignite_app.app import build  # late: spawned processes import the heavy modules themselves
+    from ignite_app.checkpoint import training_checkpoints
+    from ignite_app.cli import resume_command
+    from ignite_app.plugins import culprit, load_plugins
+    from ignite_app.signals import StopNow
 
     rank = setup_process()
     try:
-        build(config).run()
+        app = build(config)
     except UsageError as e:
         if rank == 0:
             print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    run_name = app.paths.root.name
+    try:
+        result = app.run(close=False)  # closed below, once the outcome is in train.log
+        if result.stopped_by_handler is not None and result.resumable:
+            log.info("continue it with: %s", resume_command(prog, argv, run_name))
     except TrainingDiverged as e:
         log.error("training stopped: %s", e)
         return 1
-    except Interrupted as e:
-        from ignite_app.cli import resume_command
-
-        log.error("%s; continue it with: %s", e, resume_command(prog, argv, e.run_name))
+    except (Interrupted, StopNow) as e:
+        log.error("%s; continue it with: %s", e, resume_command(prog, argv, run_name))
         return e.exit_code
+    except Exception as e:
+        plugin = culprit(e, load_plugins(config.handlers))
+        source = f"--handler {plugin.spec!r}{plugin.where(e)}" if plugin is not None else "an event handler"
+        log.error("training stopped by an error in %s: %s: %s", source, type(e).__name__, e, exc_info=e)
+        if training_checkpoints(app.paths.checkpoints):
+            log.error("once it is fixed, continue the run from its last checkpoint with: %s",
+                      resume_command(prog, argv, run_name))
+        return 1
+    finally:
+        app.close()
     return 0

@@ -22,15 +22,17 @@ from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar, global_step_
 from ignite.handlers.checkpoint import CheckpointEvents
 from ignite.handlers.param_scheduler import CosineAnnealingScheduler, create_lr_scheduler_with_warmup
 from ignite.handlers.tensorboard_logger import TensorboardLogger
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 
-from ignite_app.checkpoint import BEST_MODEL, DurableSaver
+from ignite_app.checkpoint import DurableSaver
 from ignite_app.config import TrainConfig
 from ignite_app.data import EpochBatchSampler
 from ignite_app.errors import TrainingDiverged
 from ignite_app.events import AppEvents, BestModel
 from ignite_app.metrics import ACCURACY, F1_MACRO, PRECISION_MACRO, RECALL_MACRO, REPORT, ClassificationReport
+from ignite_app.rundir import BEST_MODEL
 from ignite_app.tbchecksum import use_fast_checksums
 
 log = logging.getLogger("ignite_app")
@@ -113,21 +115,75 @@ def attach_epoch_loss(trainer: Engine, device: torch.device) -> EpochLoss:
     return tracker
 
 
-def attach_nan_guard(trainer: Engine, every: int) -> Callable[[Engine], None]:
-    """Stop with :class:`TrainingDiverged` when the loss is NaN or infinite, checked every ``every`` iterations.
+class NanGuard:
+    """Stop with :class:`TrainingDiverged` when the training loss is NaN or infinite.
 
     ignite's ``TerminateOnNan`` ends the run as if it had completed; a diverged run must fail loudly instead.
-    Checking every iteration would make each step wait for the GPU, and a NaN stays NaN, so a sparse check
-    (plus the epoch mean, see :class:`EpochLoss`) catches it as surely.
+    Reading the loss on every iteration would make each step wait for the GPU, so it is only read every ``every``
+    iterations and at the end of each epoch; in between, the first non-finite iteration is recorded on the device
+    (no wait), so the message still says where the loss went bad. With several processes the check is reduced, so
+    that every process stops at the same point.
+    """
+
+    _NONE = 2**62  # "no bad iteration yet": larger than any iteration, so the reduction is a MIN
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self._first_bad: Tensor | None = None
+
+    def record(self, engine: Engine) -> None:
+        loss = engine.state.output["loss"]
+        if self._first_bad is None:
+            self._first_bad = torch.full((), self._NONE, dtype=torch.int64, device=loss.device)
+        bad = ~torch.isfinite(loss) & (self._first_bad == self._NONE)
+        self._first_bad = torch.where(bad, engine.state.iteration, self._first_bad)
+
+    def check(self, engine: Engine) -> None:
+        if self._first_bad is None:
+            return
+        first = int(idist.all_reduce(self._first_bad.clone(), op="MIN") if idist.get_world_size() > 1
+                    else self._first_bad)
+        if first != self._NONE:
+            raise TrainingDiverged(f"the training loss became non-finite at iteration {first} (epoch "
+                                   f"{(first - 1) // engine.state.epoch_length + 1}); detected at iteration "
+                                   f"{engine.state.iteration}: the loss is checked every {self.every} iterations "
+                                   "(--log-every) and at the end of each epoch; lower --lr or check the data for NaN "
+                                   "or infinite values")
+
+    def reset(self, engine: Engine) -> None:  # a resumed run starts clean: its checkpoint held finite values
+        self._first_bad = None
+
+
+def attach_nan_guard(trainer: Engine, every: int) -> NanGuard:
+    """Record the first non-finite training loss on every iteration; raise every ``every`` iterations and at the
+    end of each epoch (see :class:`NanGuard`)."""
+    guard = NanGuard(every)
+    trainer.add_event_handler(Events.STARTED, guard.reset)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, guard.record)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=every) | Events.EPOCH_COMPLETED, guard.check)
+    return guard
+
+
+def attach_finite_guard(evaluator: Engine, trainer: Engine, model: nn.Module) -> Callable[[Engine], None]:
+    """Stop with :class:`TrainingDiverged` when a validation loss or the weights are not finite.
+
+    Attach right after :func:`attach_validation`, before anything that keeps the best model: NaN weights must never
+    become ``best_model.pt`` (their accuracy, an arg-max of NaN, can still look like a score).
     """
 
     def check(engine: Engine) -> None:
-        loss = float(engine.state.output["loss"])
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"the training loss is {loss} at iteration {engine.state.iteration} "
-                                   f"(epoch {engine.state.epoch}); lower --lr or check the data")
+        loss = float(engine.state.metrics[VAL_LOSS])
+        bad = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if math.isfinite(loss) and not bad:
+            return
+        where = f"after epoch {trainer.state.epoch} (iteration {trainer.state.iteration})"
+        what = (f"the weights are not finite ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})" if bad
+                else f"the validation loss is {loss}")
+        raise TrainingDiverged(f"{what} {where}: the model was not saved as the best model; lower --lr or check "
+                               "the data for NaN or infinite values")
 
-    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=every), check)
+    evaluator.add_event_handler(Events.COMPLETED, check)
     return check
 
 

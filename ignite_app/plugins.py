@@ -24,13 +24,44 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ignite_app.errors import UsageError
 
-Plugin = Callable[[Any], None]
+@dataclass(frozen=True)
+class Plugin:
+    """A ``--handler`` function, with the spec that named it and the file that defines it (for error messages)."""
+
+    spec: str
+    function: Callable[[Any], None]
+    file: str | None
+
+    def __call__(self, app: Any) -> None:
+        self.function(app)
+
+    def where(self, error: BaseException) -> str:
+        """`` (FILE line N)``: the innermost line of this plugin's file in ``error``'s traceback, or ``""``."""
+        line = None
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.file:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        return f" ({self.file} line {line})" if line is not None else ""
+
+
+def culprit(error: BaseException, plugins: Sequence[Plugin]) -> Plugin | None:
+    """The plugin whose code raised ``error`` (the innermost frame of the traceback that is a plugin's), if any."""
+    files = {p.file: p for p in plugins if p.file is not None}
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        found = files.get(tb.tb_frame.f_code.co_filename, found)
+        tb = tb.tb_next
+    return found
 
 
 def _fail(spec: str, problem: str) -> UsageError:
@@ -97,7 +128,7 @@ def load_plugin(spec: str) -> Plugin:
                           f"(def {function}(app): ...)") from None
     except ValueError:  # builtins without a signature: let the call decide
         pass
-    return plugin
+    return Plugin(spec, plugin, getattr(module, "__file__", None))
 
 
 def load_plugins(specs: Sequence[str]) -> list[Plugin]:

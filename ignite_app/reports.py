@@ -27,15 +27,17 @@ import numpy as np
 
 from ignite_app.fileio import atomic_write, atomic_write_text
 from ignite_app.metrics import markdown_table
+from ignite_app.rundir import (  # noqa: F401  (HISTORY_CSV, REPORT_FILES: re-exported for the report handlers)
+    CLASSIFICATION_REPORT_CSV,
+    CONFUSION_MATRIX_CSV,
+    CONFUSION_MATRIX_PNG,
+    HISTORY_CSV,
+    REPORT_FILES,
+)
 
 if TYPE_CHECKING:
     from ignite_app.metrics import ClassificationReport
 
-CONFUSION_MATRIX_CSV = "confusion_matrix.csv"
-CLASSIFICATION_REPORT_CSV = "classification_report.csv"
-CONFUSION_MATRIX_PNG = "confusion_matrix.png"
-HISTORY_CSV = "history.csv"
-REPORT_FILES = (CONFUSION_MATRIX_CSV, CLASSIFICATION_REPORT_CSV, CONFUSION_MATRIX_PNG)
 MATRIX_CORNER = "true\\predicted"  # first header cell of confusion_matrix.csv
 REPORT_COLUMNS = ("class", "precision", "recall", "f1", "accuracy", "support")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "precision_macro", "recall_macro", "f1_macro",

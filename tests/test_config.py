@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
         ({"lr": 0.0}, r"--lr must be > 0, got 0.0"),
         ({"lr": float("nan")}, r"--lr must be a finite float, got nan"),
         ({"momentum": 1.5}, r"--momentum must be <= 1, got 1.5"),
+        # torch's ReduceLROnPlateau refuses a factor of 1 (it would never lower the lr): refused here, before the
+        # run folder exists
+        ({"plateau_factor": 1.0}, r"--plateau-factor must be < 1, got 1.0"),
         ({"optimizer": "rmsprop"}, r"--optimizer must be one of sgd, adam, adamw; got 'rmsprop'"),
         ({"plateau_monitor": "val_f1"}, r"--plateau-monitor must be one of train_loss, val_loss, val_accuracy"),
         ({"epoch_length": 0}, r"--epoch-length must be >= 1, got 0"),

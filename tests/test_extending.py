@@ -9,7 +9,7 @@ from conftest import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ignite_app
-from ignite_app import AppEvents, TrainConfig, build
+from ignite_app import AppEvents, TrainConfig, build, cli
 from ignite_app.checkpoint import load_checkpoint
 from ignite_app.errors import UsageError
 from ignite_app.plugins import load_plugin
@@ -175,3 +175,51 @@ def test_plugins_are_attached_after_the_built_in_handlers(tmp_path):
                             handlers=(f"{plugin}:attach",)))
     app.run()
     assert app.seen == 1
+
+
+def test_a_plugin_that_fails_to_attach_is_named_logged_and_leaves_nothing_that_blocks_a_retry(tmp_path, capsys):
+    plugin = write(tmp_path, "flaky.py", """
+        def attach(app):
+            raise KeyError("no such metric")
+        """)
+    args = [*TINY, "--output-dir", str(tmp_path / "out"), "--run-name", "run", "--handler", f"{plugin}:attach"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert (f"--handler '{plugin}:attach' failed while attaching its handlers ({plugin} line 3): KeyError: "
+            "'no such metric'") in err
+    log = (tmp_path / "out" / "run" / "train.log").read_text()
+    assert "the run could not start: --handler" in log and "KeyError: 'no such metric'" in log
+    assert 'raise KeyError("no such metric")' in log  # the plugin's traceback is kept there
+
+    plugin.write_text("def attach(app):\n    pass\n")  # fixed: the same command now runs in the same folder
+    retry = run_script("train.py", *args)
+    assert retry.returncode == 0, retry.stderr
+    assert "exists and holds no results yet (an earlier start stopped before training)" in retry.stdout
+    assert (tmp_path / "out" / "run" / "checkpoints" / "training_9.pt").is_file()
+
+
+def test_a_new_run_that_fails_to_start_leaves_no_folder_behind(tmp_path):
+    plugin = write(tmp_path, "flaky.py", "def attach(app):\n    raise ValueError('nope')\n")
+    assert cli.main([*TINY, "--output-dir", str(tmp_path / "out"), "--handler", f"{plugin}:attach"]) == 2
+    assert list((tmp_path / "out").iterdir()) == []  # without --run-name, the same command makes a new folder
+
+
+def test_an_error_inside_a_plugin_event_is_named_logged_and_the_resume_command_printed(tmp_path):
+    plugin = write(tmp_path, "buggy.py", """
+        from ignite.engine import Events
+
+        def attach(app):
+            @app.trainer.on(Events.ITERATION_COMPLETED(once=5))
+            def divide(trainer):
+                return 1 / 0
+        """)
+    result = run_script("train.py", *TINY, "--output-dir", tmp_path, "--run-name", "run", "--handler",
+                        f"{plugin}:attach")
+    assert result.returncode == 1
+    headline = (f"training stopped by an error in --handler '{plugin}:attach' ({plugin} line 7): ZeroDivisionError: "
+                "division by zero")
+    assert headline in result.stdout
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert headline in log and "Traceback (most recent call last)" in log and "return 1 / 0" in log
+    assert "continue the run from its last checkpoint with: python scripts/train.py" in result.stdout
+    assert "--resume auto --run-name run" in log

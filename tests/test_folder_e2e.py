@@ -204,3 +204,25 @@ def test_resuming_on_changed_training_images_is_refused(folder_run, data_dir, tm
                                               r"\n  training-set mean and std \(the training images changed\)"):
         build(config)
     assert snapshot(run_dir) == before
+
+
+def test_resuming_on_relabelled_or_added_images_is_refused_with_what_changed(folder_run, data_dir, tmp_path):
+    # Neither change moves the training set's mean and std: only the file table tells them apart.
+    run_dir, _ = folder_run
+    changed = tmp_path / "changed"
+    shutil.copytree(data_dir, changed)
+    image = sorted((changed / "train" / "digit0").iterdir())[5]
+    image.rename(changed / "train" / "digit1" / image.name)  # moved to another class
+    shutil.copy(changed / "val" / "digit2" / "2_030.png", changed / "val" / "digit2" / "extra.png")  # added
+    before = snapshot(run_dir)
+    config = TrainConfig(dataset="folder", data_dir=changed, label_map=data_dir.parent / "labels.txt",
+                         image_size=16, channels=1, batch_size=16, log_every=4, epochs=5, progress=False,
+                         resume=str(training_checkpoints(run_dir / "checkpoints")[0]))
+    with pytest.raises(CheckpointError) as refused:
+        build(config)
+    message = str(refused.value)
+    assert "the data files:\n    1 file added: val/digit2/extra.png (val)\n" in message
+    assert (f"1 file moved to another class: train/digit0/{image.name} -> train/digit1/{image.name} "
+            "(digit0 -> digit1)") in message
+    assert "mean and std" not in message
+    assert snapshot(run_dir) == before

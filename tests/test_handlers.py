@@ -186,11 +186,20 @@ def test_a_nan_epoch_loss_stops_training():
         trainer.run([0, 0], max_epochs=1)
 
 
-def test_nan_guard_names_the_iteration():
-    trainer = scripted_trainer([(1.0, 2), (1.0, 2), (math.nan, 2), (math.nan, 2)])
-    attach_nan_guard(trainer, every=2)
-    with pytest.raises(TrainingDiverged, match=r"the training loss is nan at iteration 4 \(epoch 1\)"):
-        trainer.run([0] * 4, max_epochs=1)
+def test_nan_guard_names_the_iteration_where_the_loss_went_bad_and_how_often_it_checks():
+    # checked every 4 iterations: the NaN of iteration 2 is detected at iteration 4, but named as iteration 2
+    trainer = scripted_trainer([(1.0, 2), (math.nan, 2), (math.inf, 2), (math.nan, 2), (1.0, 2)])
+    attach_nan_guard(trainer, every=4)
+    with pytest.raises(TrainingDiverged, match=r"the training loss became non-finite at iteration 2 \(epoch 1\); "
+                       r"detected at iteration 4: the loss is checked every 4 iterations \(--log-every\)"):
+        trainer.run([0] * 5, max_epochs=1)
+
+
+def test_nan_guard_checks_at_the_end_of_an_epoch_shorter_than_its_interval():
+    trainer = scripted_trainer([(1.0, 2), (math.nan, 2), (1.0, 2)])
+    attach_nan_guard(trainer, every=10)
+    with pytest.raises(TrainingDiverged, match=r"non-finite at iteration 2 \(epoch 1\); detected at iteration 3"):
+        trainer.run([0] * 3, max_epochs=2)
 
 
 def test_data_order_resumes_mid_epoch_with_the_batches_not_yet_seen():

@@ -143,7 +143,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
     newest.write_bytes(newest.read_bytes()[:1000])  # the disk lost the end of the file
     resumed = train(tmp_path, "--run-name", "run", "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"checkpoint {newest} is unreadable" in resumed.stdout + resumed.stderr
+    assert f"checkpoint {newest} is truncated or corrupt" in resumed.stdout + resumed.stderr
     assert "falling back to the previous checkpoint" in resumed.stdout + resumed.stderr
     assert "resumed from" in resumed.stdout and "training_6.pt" in resumed.stdout
     assert_same_run(tmp_path / "run", reference)
@@ -193,11 +193,15 @@ def test_a_checkpoint_carrying_code_is_refused_and_nothing_runs(finished, tmp_pa
     evil = finished / "checkpoints" / "training_99.pt"
     torch.save({"trainer": {"iteration": 1}, "payload": Payload(marker)}, evil)
     snapshot = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
-    for resume in (str(evil), "auto"):
-        result = run_script("train.py", *ARGS, "--epochs", "5", "--output-dir", finished.parent, "--run-name", "run",
-                            "--resume", resume)
-        assert result.returncode == 2
-        assert f"checkpoint {evil} refused: it holds pickled objects that would run code" in result.stderr
+    refusal = f"checkpoint {evil} refused: it carries code (GLOBAL posix.system: pickled objects that would run"
+    result = run_script("train.py", *ARGS, "--epochs", "5", "--output-dir", finished.parent, "--run-name", "run",
+                        "--resume", evil)
+    assert result.returncode == 2 and refusal in result.stderr
+    # auto passes over it like any unusable file, with its reason, and takes the newest usable one (the run is
+    # complete: nothing runs)
+    result = run_script("train.py", *ARGS, "--output-dir", finished.parent, "--run-name", "run", "--resume", "auto")
+    assert result.returncode == 2 and refusal in result.stdout and "falling back to the previous" in result.stdout
+    assert "run 'run' is complete" in result.stderr
     assert not marker.exists()
     assert {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()} == snapshot
 
@@ -210,3 +214,96 @@ def test_a_run_folder_in_use_is_refused(finished):
         lock.release()
     assert result.returncode == 2
     assert f"run folder {finished} is in use by another training process (pid {os.getpid()})" in result.stderr
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_resume_auto_without_a_usable_checkpoint_never_restarts_a_run_that_has_results(finished, damage):
+    for path in training_checkpoints(finished / "checkpoints"):
+        if damage == "delete":
+            path.unlink()
+        else:
+            path.write_bytes(path.read_bytes()[:500])
+    before = snapshot(finished)
+    result = run_script("train.py", "--epochs", "3", "--no-progress", "--model", "mlp", "--lr", "0.5",
+                        "--output-dir", finished.parent, "--run-name", "run", "--resume", "auto")
+    assert result.returncode == 2, result.stdout
+    assert f"--resume auto: run folder {finished} cannot be resumed" in result.stderr
+    if damage == "truncate":
+        assert "training_18.pt is truncated or corrupt" in result.stderr
+    else:
+        assert "it holds no training checkpoint (checkpoints/training_<iteration>.pt)" in result.stderr
+    assert "checkpoints/best_model.pt" in result.stderr and "reports/history.csv (3 epochs)" in result.stderr
+    assert "nothing was changed; start a new run with another --run-name" in result.stderr
+    assert snapshot(finished) == before  # not a TensorBoard point, not a byte of config.json or history.csv
+
+
+def test_a_best_model_is_refused_as_a_resume_point_with_the_checkpoints_to_use(finished):
+    best = finished / "checkpoints" / "best_model.pt"
+    result = run_script("train.py", *ARGS, "--epochs", "4", "--resume", best)
+    assert result.returncode == 2, result.stderr
+    assert (f"--resume {best}: this is the best model, which is for evaluation (scripts/evaluate.py) and "
+            "fine-tuning, not for resuming a run; resume from one of the run's training checkpoints "
+            "(training_18.pt, training_16.pt in") in result.stderr
+
+
+def test_resume_from_a_path_needs_no_config_json(finished):
+    (finished / "config.json").unlink()  # the checkpoint carries the config
+    result = run_script("train.py", *ARGS, "--epochs", "4", "--resume", finished / "checkpoints" / FINAL)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 4/4" in result.stdout and (finished / "config.json").is_file()
+
+
+def test_keep_last_counts_the_checkpoints_of_every_process_of_the_run(finished):
+    # the first process kept training_16 and training_18; a resumed process writes 24 (epoch 4) and must prune them
+    result = run_script("train.py", *ARGS, "--epochs", "4", "--keep-last", "1", "--output-dir", finished.parent,
+                        "--run-name", "run", "--resume", "auto")
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in training_checkpoints(finished / "checkpoints")] == ["training_24.pt"]
+
+
+def test_a_checkpoint_a_handler_stops_at_mid_epoch_resumes_to_the_uninterrupted_run(tmp_path, reference):
+    plugin = tmp_path / "stop.py"
+    plugin.write_text("from ignite.engine import Events\n\n"
+                      "def attach(app):\n"
+                      "    app.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=9),\n"
+                      "                                  lambda trainer: trainer.terminate())\n")
+    result = train(tmp_path, "--run-name", "run", "--handler", f"{plugin}:attach")
+    assert result.returncode == 0, result.stderr
+    assert "a handler stopped the run at iteration 9 (epoch 2 of 3) after saving a checkpoint there" in result.stdout
+    assert "--resume auto --run-name run" in result.stdout
+    assert "best epoch" not in result.stdout  # no final report as if the run had finished
+    assert training_checkpoints(tmp_path / "run" / "checkpoints")[0].name == "training_9.pt"
+    resumed = train(tmp_path, "--run-name", "run", "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(tmp_path / "run", reference)
+
+
+def signal_plugin(tmp_path, body):
+    plugin = tmp_path / "signals_plugin.py"
+    plugin.write_text("import os\nimport signal\n\nfrom ignite.engine import Events\n\n\ndef attach(app):\n"
+                      "    @app.trainer.on(Events.ITERATION_COMPLETED(once=3))\n    def send(trainer):\n"
+                      f"        {body}\n")
+    return f"{plugin}:attach"
+
+
+def test_a_second_sigterm_stops_at_once_with_its_exit_code_and_no_traceback(tmp_path):
+    spec = signal_plugin(tmp_path, "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGTERM)")
+    result = train(tmp_path, "--run-name", "run", "--handler", spec)
+    assert result.returncode == 143, result.stderr
+    assert "stopped at once by a second SIGTERM; continue it with:" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_one_ctrl_c_with_loader_workers_is_reported_once(tmp_path):
+    # Ctrl-C reaches the whole process group, data-loading workers included: only the trainer may react
+    spec = signal_plugin(tmp_path, "os.killpg(os.getpgrp(), signal.SIGINT)")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *ARGS, "--num-workers", "2",
+                             "--output-dir", str(tmp_path), "--run-name", "run", "--handler", spec],
+                            capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert result.returncode == 130, result.stderr
+    assert (result.stdout + result.stderr).count("SIGINT received") == 1
+    assert "stopped by SIGINT at iteration 4 after saving a checkpoint" in result.stdout

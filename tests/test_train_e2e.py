@@ -63,7 +63,7 @@ def test_an_existing_run_folder_is_refused_and_left_untouched(tmp_path, quick_ar
 def test_an_invalid_option_exits_with_2_and_names_the_flag(tmp_path):
     result = run_script("train.py", "--plateau-factor", "2", "--output-dir", tmp_path)
     assert result.returncode == 2
-    assert "--plateau-factor must be <= 1, got 2.0" in result.stderr
+    assert "--plateau-factor must be < 1, got 2.0" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -73,7 +73,18 @@ def test_a_diverging_run_fails_with_exit_code_1(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr("ignite_app.app.build_data", lambda config: bundle)
     code = cli.main(["--epochs", "1", "--output-dir", str(tmp_path), "--run-name", "nan", "--no-progress"])
     assert code == 1
-    assert "training stopped: the training loss is nan at iteration 10 (epoch 1)" in caplog.text
+    assert ("training stopped: the training loss became non-finite at iteration 1 (epoch 1); detected at "
+            "iteration 10" in caplog.text)
+
+
+def test_nan_weights_never_become_the_best_model(tmp_path, caplog):
+    # An lr of 1e9 keeps the 3 training losses finite but leaves NaN weights: the validation loss is NaN.
+    code = cli.main(["--lr", "1e9", "--epochs", "1", "--epoch-length", "3", "--output-dir", str(tmp_path),
+                     "--run-name", "nan", "--no-progress"])
+    assert code == 1
+    assert "after epoch 1 (iteration 3): the model was not saved as the best model" in caplog.text
+    assert not (tmp_path / "nan" / "checkpoints" / "best_model.pt").exists()
+    assert "the model was not saved as the best model" in (tmp_path / "nan" / "train.log").read_text()
 
 
 @pytest.mark.parametrize("device", ["cuda"])
