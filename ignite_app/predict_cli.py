@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ignite_app.config import BAD_IMAGE_POLICIES, DEVICES, IMAGE_EXTENSIONS
+from ignite_app.fileio import output_path_problem
 
 PROG = "predict.py"
 
@@ -48,9 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              ("--num-workers", args.num_workers, 0)):
         if value < low:
             parser.error(f"{flag} must be >= {low}, got {value}")
-    if args.output is not None and args.output.is_dir():
-        parser.error(f"--output {args.output} is a folder; pass the CSV file to write, e.g. "
-                     f"{args.output / 'predictions.csv'}")
+    problem = output_path_problem(args.output, folder=False) if args.output is not None else None
+    if problem:  # before the model is loaded and every input decoded
+        fix = f"e.g. {args.output / 'predictions.csv'}" if args.output.is_dir() else "in a folder you can write to"
+        parser.exit(2, f"{PROG}: error: --output {args.output} {problem}; pass the CSV file to write, {fix}\n")
 
     # --help and bad options have exited above, before torch is imported (~4 s)
     from ignite_app.app import resolve_device
