@@ -14,6 +14,8 @@ from conftest import ROOT
 from ignite_app.cli import output_dir_problem
 from ignite_app.config import TrainConfig
 from ignite_app.fileio import output_path_problem
+from ignite_app.predict_cli import main as predict_main
+from ignite_app.predict_cli import overwritten_input
 
 # module: (the options before the output option, the output option, what the fix says)
 CLIS = {
@@ -117,3 +119,39 @@ def test_a_resumed_run_checks_the_folder_it_writes(a_file, tmp_path):
                                         "folders are created in it")
     # --resume PATH continues in the checkpoint's run folder: --output-dir plays no part
     assert output_dir_problem(TrainConfig(output_dir=a_file, resume=str(tmp_path / "run/checkpoints/x.pt"))) is None
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "link"])
+def test_predict_refuses_an_output_that_is_one_of_its_inputs(tmp_path, spelling):
+    photo = tmp_path / "photos" / "photo.png"
+    photo.parent.mkdir()
+    photo.write_bytes(b"\x89PNG not really")
+    output = {"same": photo, "dotted": tmp_path / "photos" / ".." / "photos" / "photo.png",
+              "link": tmp_path / "link.png"}[spelling]
+    if spelling == "link":
+        output.symlink_to(photo)
+    outcome, err = run_main("predict_cli", ["--checkpoint", "missing.pt", str(tmp_path), str(photo),
+                                            "--output", str(output)])
+    assert outcome == "2 False", err
+    assert (f"error: --output {output} is the input {photo}: the CSV would replace it; pass another file, e.g. "
+            f"{photo.parent / 'predictions.csv'}\n") in err
+    assert photo.read_bytes() == b"\x89PNG not really"
+
+
+def test_predict_refuses_an_output_that_is_an_image_of_an_input_folder(tmp_path, capsys):
+    photo = tmp_path / "photos" / "nested" / "photo.png"
+    photo.parent.mkdir(parents=True)
+    photo.write_bytes(b"\x89PNG not really")
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main(["--checkpoint", str(tmp_path / "missing.pt"), str(tmp_path / "photos"), "--output", str(photo)])
+    assert exit_info.value.code == 2
+    assert (f"error: --output {photo} is the input {photo}: the CSV would replace it; pass another file, e.g. "
+            f"{photo.parent / 'predictions.csv'}\n") in capsys.readouterr().err
+    assert photo.read_bytes() == b"\x89PNG not really"
+
+
+def test_predict_may_write_its_csv_inside_an_input_folder(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"")
+    assert overwritten_input(tmp_path / "predictions.csv", [tmp_path, tmp_path / "photo.png"]) is None
+    (tmp_path / "predictions.csv").write_text("path,label,confidence\n")  # a previous run's: replaced
+    assert overwritten_input(tmp_path / "predictions.csv", [tmp_path, tmp_path / "missing.png"]) is None
