@@ -5,6 +5,9 @@ Two layouts are accepted::
     DIR/train/<class>/<image>       DIR/<class>/<image>
     DIR/val/<class>/<image>         (with --val-split FRACTION: a stratified split, the same for every --seed)
 
+With ``--val-split``, the folders of DIR are the classes, whatever their names (a class may be called ``train``);
+without it, DIR/train and DIR/val are the split.
+
 Images may sit in sub-folders of their class folder. Names that start with "." and files without an image
 extension (:data:`~ignite_app.transforms.IMAGE_EXTENSIONS`) are ignored. The classes come from ``--label-map``
 (line i = class i) or, without one, from the sorted class folder names.
@@ -129,15 +132,16 @@ def _layout(data_dir: Path, val_split: float | None, evaluation: bool) -> dict[s
         raise DataError(f"--data-dir {data_dir} is a file, not a folder; pass the folder that holds train/ and "
                         "val/ (or one folder per class)")
     train, val = data_dir / TRAIN, data_dir / VAL
-    if val.is_dir() and (train.is_dir() or evaluation):
-        if val_split is not None:
+    if val_split is not None:
+        if _is_split_layout(train, val):
             raise DataError(f"--val-split {val_split}: {data_dir} already has train/ and val/ folders, which fix "
                             "the split; drop --val-split")
+    elif val.is_dir() and (train.is_dir() or evaluation):
         return {VAL: val} if evaluation else {TRAIN: train, VAL: val}
-    if train.is_dir() and not evaluation:
+    elif train.is_dir() and not evaluation:
         raise DataError(f"{data_dir} has a train/ folder but no val/ folder: add {val}/<class>/ folders with "
-                        "validation images, or put the class folders directly in "
-                        f"{data_dir} and pass --val-split 0.2")
+                        f"validation images, or, if the folders of {data_dir} are the classes (train among them), "
+                        "pass --val-split 0.2")
     if not any(_class_folders(data_dir)):
         raise DataError(f"--data-dir {data_dir} holds no class folders; expected {data_dir}/train/<class>/<image> "
                         f"and {data_dir}/val/<class>/<image>, or {data_dir}/<class>/<image> with --val-split 0.2")
@@ -146,6 +150,17 @@ def _layout(data_dir: Path, val_split: float | None, evaluation: bool) -> dict[s
                         "hold out 20% of each class for validation, or split the images into "
                         f"{data_dir}/train/<class>/ and {data_dir}/val/<class>/")
     return {TRAIN: data_dir}
+
+
+def _is_split_layout(train: Path, val: Path) -> bool:
+    """Whether DIR/train and DIR/val hold class folders rather than being classes themselves.
+
+    With --val-split a folder named train or val is a class; but when both exist and neither holds an image
+    directly (only in sub-folders), DIR is the train/val layout, and --val-split a mistake that would train a
+    classifier of "train" against "val".
+    """
+    return all(folder.is_dir() and not any(p.is_file() and is_image_file(p) for p in folder.iterdir())
+               for folder in (train, val))
 
 
 def _class_folders(root: Path) -> dict[str, Path]:

@@ -16,7 +16,7 @@ import ignite_app.imagecheck as imagecheck
 from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
 from ignite_app.errors import DataError
-from ignite_app.folder import FolderDataset, scan_folder, stratified_split
+from ignite_app.folder import FolderDataset, checkpoint_classes, scan_folder, stratified_split
 from ignite_app.imagecheck import check_images
 
 
@@ -236,6 +236,27 @@ def test_the_layout_and_val_split_must_agree(tmp_path, layout, val_split, match)
         (data_dir / "val").rmdir()
     with pytest.raises(DataError, match=match):
         build_data(folder_config(data_dir, val_split=val_split))
+
+
+@pytest.mark.parametrize("classes", [("bus", "car", "train"), ("bus", "val"), ("train", "val")])
+def test_with_val_split_the_folders_are_the_classes_whatever_their_names(tmp_path, classes):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1, 2)[:len(classes)], train=5, val=0, flat=True,
+                                   names=dict(enumerate(classes)))
+    scan = scan_folder(data_dir, 0.2)
+    assert scan.classes == classes and len(scan.train) + len(scan.val) == 5 * len(classes)
+    assert {label for _, label in scan.val} == set(range(len(classes)))
+    evaluated = scan_folder(data_dir, 0.2, checkpoint_classes(classes, Path("best_model.pt")), evaluation=True)
+    assert evaluated.val == scan.val and not evaluated.train  # evaluation takes the same share
+
+
+def test_without_val_split_a_flat_folder_with_a_train_class_is_told_to_pass_it(tmp_path):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1, 2), train=2, val=0, flat=True,
+                                   names={0: "bus", 1: "car", 2: "train"})
+    with pytest.raises(DataError, match=re.escape(
+            f"{data_dir} has a train/ folder but no val/ folder: add {data_dir / 'val'}/<class>/ folders with "
+            f"validation images, or, if the folders of {data_dir} are the classes (train among them), pass "
+            "--val-split 0.2")):
+        scan_folder(data_dir, None)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
