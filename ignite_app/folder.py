@@ -27,6 +27,7 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ignite_app.classnames import name_problem
 from ignite_app.config import TrainConfig
 from ignite_app.data import DataBundle, SampleKey, stratified_split
 from ignite_app.errors import DataError
@@ -65,6 +66,9 @@ def label_map_classes(path: Path) -> ClassList:
                         "per line") from None
     except ValueError as e:  # blank or duplicate line: read_label_map names the line
         raise DataError(f"{e}; fix the file, then start again") from None
+    if len(names) < 2:
+        raise DataError(f"--label-map {path} lists a single class ({names[0]!r}): a classifier needs at least 2 "
+                        "classes; add a line for each class")
     return ClassList(tuple(names), f"the label map {path}", f"add the line '{{name}}' to {path}, or move the "
                      "folder out of {root}", f"add images there, or remove the line from {path}")
 
@@ -167,6 +171,15 @@ def _class_folders(root: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
 
 
+def _check_folder_names(folders: Mapping[str, Path]) -> None:
+    """Refuse class folder names that cannot be class names."""
+    for name, folder in folders.items():
+        problem = name_problem(name)
+        if problem:  # repr: the path may hold the very characters that make it unreadable
+            raise DataError(f"class folder {str(folder)!r} has {problem} ({name!r}); rename the folder: a class "
+                            "name is one line of visible text")
+
+
 def find_images(folder: Path) -> list[Path]:
     """The image files under ``folder``, recursively, in a fixed (sorted) order; hidden names are skipped."""
     found: list[Path] = []
@@ -180,6 +193,7 @@ def _files_by_class(root: Path) -> dict[str, list[Path]]:
     folders = _class_folders(root)
     if not folders:
         raise DataError(f"{root} holds no class folders; expected {root}/<class>/<image> (one folder per class)")
+    _check_folder_names(folders)
     files = {name: find_images(folder) for name, folder in folders.items()}
     empty = [str(folders[name]) for name, images in files.items() if not images]
     if empty:
@@ -201,6 +215,9 @@ def _resolve_classes(found: Mapping[str, Mapping[str, list[Path]]], roots: Mappi
     split, folder_names = next(iter(found.items()))
     root = roots[split]
     if classes is None:
+        if len(folder_names) < 2:
+            raise DataError(f"{root} has a single class folder, {root / next(iter(folder_names))}: a classifier "
+                            "needs at least 2 classes; add a folder of images for each other class")
         return tuple(sorted(folder_names))
     unlisted = sorted(set(folder_names) - set(classes.names))
     if unlisted:

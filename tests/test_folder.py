@@ -238,6 +238,40 @@ def test_the_layout_and_val_split_must_agree(tmp_path, layout, val_split, match)
         build_data(folder_config(data_dir, val_split=val_split))
 
 
+@pytest.mark.parametrize("flat", [True, False])
+def test_a_single_class_folder_is_refused(tmp_path, flat):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0,), train=2, val=1, flat=flat)
+    root = data_dir if flat else data_dir / "train"
+    with pytest.raises(DataError, match=re.escape(
+            f"{root} has a single class folder, {root / 'digit0'}: a classifier needs at least 2 classes; add a "
+            "folder of images for each other class")):
+        scan_folder(data_dir, 0.5 if flat else None)
+
+
+def test_a_single_line_label_map_is_refused(split_dir, tmp_path):
+    label_map = write_label_map(tmp_path / "labels.txt", "digit0")
+    with pytest.raises(DataError, match=re.escape(
+            f"--label-map {label_map} lists a single class ('digit0'): a classifier needs at least 2 classes; add "
+            "a line for each class")):
+        build_data(folder_config(split_dir, label_map=label_map))
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    (" ", "a blank name"),
+    ("\t ", "a blank name"),
+    ("cat\r", "a control character in its name"),
+    ("a\nb", "a control character in its name"),
+    ("bell\x07", "a control character in its name"),
+])
+def test_a_class_folder_name_that_is_blank_or_holds_control_characters_is_refused(split_dir, name, problem):
+    for split in ("train", "val"):
+        (split_dir / split / "digit3").rename(split_dir / split / name)
+    with pytest.raises(DataError, match=re.escape(
+            f"class folder {str(split_dir / 'train' / name)!r} has {problem} ({name!r}); rename the folder: a class "
+            "name is one line of visible text")):
+        scan_folder(split_dir, None)
+
+
 @pytest.mark.parametrize("classes", [("bus", "car", "train"), ("bus", "val"), ("train", "val")])
 def test_with_val_split_the_folders_are_the_classes_whatever_their_names(tmp_path, classes):
     data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1, 2)[:len(classes)], train=5, val=0, flat=True,
