@@ -20,14 +20,14 @@ epoch of loading.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ignite_app.classnames import name_problem
+from ignite_app.classnames import by_nfc, name_problem, nfc, same_in_nfc
 from ignite_app.config import TrainConfig
 from ignite_app.data import DataBundle, SampleKey, stratified_split
 from ignite_app.errors import DataError
@@ -48,6 +48,11 @@ class ClassList:
     origin: str  # "the label map labels.txt", "the classes of checkpoint best_model.pt"
     unlisted_fix: str  # for a class folder that is not in the list; may use {name} and {root}
     missing_fix: str  # for a listed class without images
+    lines: bool = False  # the names are the lines of a file the user can edit (a label map)
+
+    def entry(self, index: int) -> str:
+        """How a message refers to one name of the list: ``line 3`` of a label map, ``class 2`` of a checkpoint."""
+        return f"line {index + 1}" if self.lines else f"class {index}"
 
 
 def label_map_classes(path: Path) -> ClassList:
@@ -69,8 +74,12 @@ def label_map_classes(path: Path) -> ClassList:
     if len(names) < 2:
         raise DataError(f"--label-map {path} lists a single class ({names[0]!r}): a classifier needs at least 2 "
                         "classes; add a line for each class")
+    same = same_in_nfc(names)
+    if same:
+        raise DataError(f"label map {path}: lines {same[0] + 1} and {same[1] + 1} are the same name "
+                        f"({names[same[0]]!r}) in two Unicode forms; keep one of them")
     return ClassList(tuple(names), f"the label map {path}", f"add the line '{{name}}' to {path}, or move the "
-                     "folder out of {root}", f"add images there, or remove the line from {path}")
+                     "folder out of {root}", f"add images there, or remove the line from {path}", lines=True)
 
 
 def checkpoint_classes(names: Sequence[str], path: Path) -> ClassList:
@@ -114,11 +123,13 @@ def scan_folder(data_dir: Path, val_split: float | None, classes: ClassList | No
         files = {TRAIN: train, VAL: val} if not evaluation else {VAL: val}
     else:  # evaluation on a whole flat folder
         files = {VAL: found[TRAIN]}
-    index = {name: i for i, name in enumerate(names)}
+    # Matched by NFC name. The split above was drawn with the names on disk (each class's random stream is seeded
+    # from its name), as before names were normalised: existing runs keep their split.
+    index = {nfc(name): i for i, name in enumerate(names)}
 
     def samples(split: str) -> list[Sample]:
-        by_class = files.get(split, {})
-        return [(str(path), index[name]) for name in names for path in by_class.get(name, ())]
+        by_class = {nfc(name): paths for name, paths in files.get(split, {}).items()}
+        return [(str(path), i) for name, i in index.items() for path in by_class.get(name, ())]
 
     scan = FolderScan(names, samples(TRAIN), samples(VAL))
     if not scan.val:
@@ -172,12 +183,17 @@ def _class_folders(root: Path) -> dict[str, Path]:
 
 
 def _check_folder_names(folders: Mapping[str, Path]) -> None:
-    """Refuse class folder names that cannot be class names."""
+    """Refuse class folder names that cannot be class names, and two folders for one name."""
     for name, folder in folders.items():
         problem = name_problem(name)
         if problem:  # repr: the path may hold the very characters that make it unreadable
             raise DataError(f"class folder {str(folder)!r} has {problem} ({name!r}); rename the folder: a class "
                             "name is one line of visible text")
+    same = same_in_nfc(folders)
+    if same:
+        first, second = (list(folders.values())[i] for i in same)
+        raise DataError(f"class folders {first} and {second} have the same name in two Unicode forms; move the "
+                        "images of one into the other")
 
 
 def find_images(folder: Path) -> list[Path]:
@@ -206,8 +222,9 @@ def _files_by_class(root: Path) -> dict[str, list[Path]]:
 def _resolve_classes(found: Mapping[str, Mapping[str, list[Path]]], roots: Mapping[str, Path],
                      classes: ClassList | None) -> tuple[str, ...]:
     if len(found) == 2:
-        only_train = sorted(set(found[TRAIN]) - set(found[VAL]))
-        only_val = sorted(set(found[VAL]) - set(found[TRAIN]))
+        train, val = by_nfc(found[TRAIN]), by_nfc(found[VAL])
+        only_train = sorted(train[key] for key in train.keys() - val.keys())
+        only_val = sorted(val[key] for key in val.keys() - train.keys())
         if only_train or only_val:
             raise DataError(f"the class folders of {roots[TRAIN]} and {roots[VAL]} differ (only in train: "
                             f"{_listing(only_train)}; only in val: {_listing(only_val)}); give both the same "
@@ -219,20 +236,36 @@ def _resolve_classes(found: Mapping[str, Mapping[str, list[Path]]], roots: Mappi
             raise DataError(f"{root} has a single class folder, {root / next(iter(folder_names))}: a classifier "
                             "needs at least 2 classes; add a folder of images for each other class")
         return tuple(sorted(folder_names))
-    unlisted = sorted(set(folder_names) - set(classes.names))
-    if unlisted:
-        raise DataError(f"class folder {root / unlisted[0]} is not in {classes.origin} ({len(classes.names)} "
-                        f"classes: {_listing(classes.names)}); "
-                        + classes.unlisted_fix.format(name=unlisted[0], root=root)
-                        + (f" ({len(unlisted) - 1} more such folders: {_listing(unlisted[1:])})"
-                           if len(unlisted) > 1 else ""))
-    missing = [name for name in classes.names if name not in folder_names]
+    _check_unlisted(folder_names, root, classes)
+    on_disk = by_nfc(folder_names)
+    missing = [name for name in classes.names if nfc(name) not in on_disk]
     if missing:
         raise DataError(f"class {missing[0]!r} of {classes.origin} has no images: expected them in "
                         f"{root / missing[0]}/; {classes.missing_fix}"
                         + (f" ({len(missing) - 1} more such classes: {_listing(missing[1:])})"
                            if len(missing) > 1 else ""))
     return classes.names
+
+
+def _check_unlisted(folder_names: Iterable[str], root: Path, classes: ClassList) -> None:
+    """Refuse class folders that are not in ``classes``, pointing out a name that differs only by whitespace."""
+    listed = by_nfc(classes.names)
+    unlisted = sorted(name for name in folder_names if nfc(name) not in listed)
+    if not unlisted:
+        return
+    for name in unlisted:  # a stray space at the end of a label-map line looks like nothing in a message
+        for index, entry in enumerate(classes.names):
+            if nfc(entry).strip() == nfc(name).strip():
+                fix = ("remove the whitespace from the line" if classes.lines and entry != entry.strip()
+                       else f"rename the folder to {entry!r}")
+                raise DataError(f"class folder {root / name} is not in {classes.origin}: {classes.entry(index)} is "
+                                f"{entry!r}, which differs from the folder name {name!r} only by whitespace at its "
+                                f"ends; {fix}")
+    raise DataError(f"class folder {root / unlisted[0]} is not in {classes.origin} ({len(classes.names)} "
+                    f"classes: {_listing(classes.names)}); "
+                    + classes.unlisted_fix.format(name=unlisted[0], root=root)
+                    + (f" ({len(unlisted) - 1} more such folders: {_listing(unlisted[1:])})"
+                       if len(unlisted) > 1 else ""))
 
 
 def _listing(names: Sequence[str]) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import ignite_app.imagecheck as imagecheck
 from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
 from ignite_app.errors import DataError
-from ignite_app.folder import FolderDataset, checkpoint_classes, scan_folder, stratified_split
+from ignite_app.folder import (FolderDataset, checkpoint_classes, label_map_classes, scan_folder,
+                               stratified_split)
 from ignite_app.imagecheck import check_images
 
 
@@ -291,6 +293,56 @@ def test_without_val_split_a_flat_folder_with_a_train_class_is_told_to_pass_it(t
             f"validation images, or, if the folders of {data_dir} are the classes (train among them), pass "
             "--val-split 0.2")):
         scan_folder(data_dir, None)
+
+
+@pytest.mark.parametrize(("entry", "folder", "listed_in", "says"), [
+    ("digit1 ", "digit1", "label map", "line 2 is 'digit1 ', which differs from the folder name 'digit1' only by "
+                                       "whitespace at its ends; remove the whitespace from the line"),
+    ("digit1", " digit1", "label map", "line 2 is 'digit1', which differs from the folder name ' digit1' only by "
+                                       "whitespace at its ends; rename the folder to 'digit1'"),
+    ("digit1 ", "digit1", "checkpoint", "class 1 is 'digit1 ', which differs from the folder name 'digit1' only by "
+                                        "whitespace at its ends; rename the folder to 'digit1 '"),
+])
+def test_a_class_name_with_whitespace_around_it_is_pointed_out(split_dir, tmp_path, entry, folder, listed_in, says):
+    for split in ("train", "val"):
+        (split_dir / split / "digit1").rename(split_dir / split / folder)
+    names = ("digit0", entry, "digit2", "digit3")
+    if listed_in == "label map":
+        classes = label_map_classes(write_label_map(tmp_path / "labels.txt", *names))
+    else:
+        classes = checkpoint_classes(names, tmp_path / "best_model.pt")
+    with pytest.raises(DataError, match=re.escape(
+            f"class folder {split_dir / 'train' / folder} is not in {classes.origin}: {says}")):
+        scan_folder(split_dir, None, classes)
+
+
+def test_names_that_are_the_same_in_two_unicode_forms_are_refused(tmp_path):
+    composed = "caf\u00e9"
+    decomposed = unicodedata.normalize("NFD", composed)
+    label_map = write_label_map(tmp_path / "labels.txt", composed, "dog", decomposed)
+    with pytest.raises(DataError, match=re.escape(
+            f"label map {label_map}: lines 1 and 3 are the same name ('caf\u00e9') in two Unicode forms; keep one "
+            "of them")):
+        label_map_classes(label_map)
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1, 2), train=2, val=0, flat=True,
+                                   names={0: composed, 1: "dog", 2: decomposed})
+    first, second = sorted([data_dir / composed, data_dir / decomposed])
+    with pytest.raises(DataError, match=re.escape(
+            f"class folders {first} and {second} have the same name in two Unicode forms; move the images of one "
+            "into the other")):
+        scan_folder(data_dir, 0.5)
+
+
+def test_folder_names_match_the_label_map_in_any_unicode_form(tmp_path):
+    composed = ("\uace0\uc591\uc774", "caf\u00e9")  # 고양이, café as an editor writes them (NFC)
+    decomposed = tuple(unicodedata.normalize("NFD", name) for name in composed)  # as macOS names folders
+    assert decomposed != composed
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1), train=2, val=1, names=dict(enumerate(decomposed)))
+    label_map = write_label_map(tmp_path / "labels.txt", *composed)
+    scan = scan_folder(data_dir, None, label_map_classes(label_map))
+    assert scan.classes == composed
+    for path, label in scan.train + scan.val:
+        assert Path(path).exists() and Path(path).parent.name == decomposed[label]  # opened as named on disk
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
