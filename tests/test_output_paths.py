@@ -28,10 +28,12 @@ CLIS = {
 
 
 def run_main(module: str, argv: list[str], unprivileged: bool = False) -> tuple[str, str]:
-    """Call ``ignite_app.<module>.main(argv)`` in a fresh interpreter: its exit code and whether torch was imported
-    (``"2 False"``), and its stderr. ``unprivileged``: as root, become user nobody once the module is imported
-    (root may write anywhere; the interpreter and its library may live where nobody cannot read them, hence
-    the modules that argparse imports late, imported first)."""
+    """Call ``ignite_app.<module>.main(argv)`` in a fresh interpreter; returns ``"<exit code> <torch imported>"``
+    (``"2 False"``) and its stderr.
+
+    ``unprivileged``: when the tests run as root, who may write anywhere, become user nobody once the module is
+    imported (the interpreter may live where nobody cannot read it, so the modules argparse imports late come first).
+    """
     drop = "import locale, shutil\nos.setgid(65534)\nos.setuid(65534)\n" if unprivileged and os.geteuid() == 0 else ""
     code = (f"import os, sys\nfrom ignite_app.{module} import main\n{drop}try:\n    main({argv!r})\n"
             "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
@@ -65,13 +67,13 @@ def test_usable_output_paths_pass(tmp_path, a_file):
 
 
 @pytest.mark.parametrize(("output", "folder", "reason"), [
-    (".", True, "is a file, not a folder"),
-    ("runs", True, "lies under {file}, which is a file"),
-    ("runs/deeper", True, "lies under {file}, which is a file"),
-    ("p.csv", False, "lies under {file}, which is a file"),
+    ("{file}", True, "is a file, not a folder"),
+    ("{file}/runs", True, "lies under {file}, which is a file"),
+    ("{file}/runs/deeper", True, "lies under {file}, which is a file"),
+    ("{file}/p.csv", False, "lies under {file}, which is a file"),
 ])
 def test_an_output_that_is_a_file_or_lies_under_one_gets_a_reason(a_file, output, folder, reason):
-    assert output_path_problem(a_file / output, folder) == reason.format(file=a_file)
+    assert output_path_problem(Path(output.format(file=a_file)), folder) == reason.format(file=a_file)
 
 
 def test_a_folder_output_for_a_file_gets_a_reason(tmp_path):
