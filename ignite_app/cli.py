@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ignite_app.config import ConfigError, TrainConfig, flag_name
 from ignite_app.errors import UsageError
+from ignite_app.fileio import output_path_problem
 
 # How --help groups the options (every config field is in exactly one group; a test checks it).
 HELP_GROUPS: dict[str, tuple[str, ...]] = {
@@ -100,10 +101,27 @@ def resume_command(prog: str, argv: Sequence[str] | None, run_name: str) -> str:
     return shlex.join(["python", f"scripts/{prog}", *kept, "--resume", "auto", "--run-name", run_name])
 
 
+def output_dir_problem(config: TrainConfig) -> str | None:
+    """Why the run folder cannot be written where the options put it (a message naming the flags), or None."""
+    fix = "pass a folder you can write to: the run folders are created in it"
+    if config.resume is None:  # a new run folder inside --output-dir
+        reason = output_path_problem(config.output_dir, folder=True)
+        return reason and f"--output-dir {config.output_dir} {reason}; {fix}"
+    if config.resume == "auto":  # the named run folder, which may exist already: only it is written
+        run_dir = config.output_dir / str(config.run_name)
+        reason = output_path_problem(run_dir, folder=True)
+        return reason and f"--output-dir {config.output_dir} --run-name {config.run_name}: the run folder " \
+                          f"{run_dir} {reason}; {fix}"
+    return None  # --resume PATH: the run continues in the checkpoint's folder, whatever --output-dir says
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/train.py``: parse, train, report. Returns the process exit code."""
     parser = build_parser()
     config = parse_config(argv, parser)  # --help and bad options exit here, before torch is imported (~4 s)
+    problem = output_dir_problem(config)
+    if problem:  # before the data is loaded: a run would otherwise fail at its first write, with a traceback
+        parser.exit(2, f"{parser.prog}: error: {problem}\n")
 
     from ignite_app.distributed import launch
     from ignite_app.plugins import load_plugins

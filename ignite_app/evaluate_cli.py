@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ignite_app.config import BACKENDS, BAD_IMAGE_POLICIES, DATASETS, DEVICES, ConfigError
 from ignite_app.errors import UsageError
+from ignite_app.fileio import output_path_problem
 
 PROG = "evaluate.py"
 
@@ -74,8 +75,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--val-split must be > 0 and < 1, got {args.val_split}")
     if args.nproc_per_node is not None and args.backend is None:
         parser.error(f"--nproc-per-node {args.nproc_per_node} needs --backend gloo (CPU) or nccl (GPUs)")
-    if args.output is not None and args.output.exists() and not args.output.is_dir():
-        parser.error(f"--output {args.output} is a file; pass a folder for the two CSV files")
+    problem = output_path_problem(args.output, folder=True) if args.output is not None else None
+    if problem:  # before the model is loaded: the report would otherwise be lost to a traceback at the end
+        parser.exit(2, f"{PROG}: error: --output {args.output} {problem}; pass a folder you can write to: the two "
+                    "CSV files are written into it\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,3 +50,31 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def output_path_problem(path: Path, folder: bool) -> str | None:
+    """Why ``path`` cannot be used as an output folder (``folder``) or file, or None when it can.
+
+    The command lines ask this before they load any data or model, so that a path that cannot be written fails at
+    once, by name, instead of with a traceback at the first write. Missing folders are fine (they are created):
+    the nearest existing ancestor decides. The reason reads after the path: ``f"{path} {reason}"``.
+    """
+    target = Path(os.path.abspath(path))
+    existing = target
+    while not os.path.exists(existing):  # os.path.exists: a folder we may not search counts as missing
+        existing = existing.parent  # "/" exists: the walk ends
+    if existing != target:
+        if not os.path.isdir(existing):
+            return f"lies under {existing}, which is a file"
+        return None if _writable(existing) else f"cannot be created: {existing} is not writable"
+    if os.path.isdir(target) != folder:
+        return "is a file, not a folder" if folder else "is a folder, not a file"
+    if folder:
+        return None if _writable(target) else "is not writable"
+    # a file is replaced by a rename in its folder (atomic_write): the folder's permission is what counts
+    return None if _writable(target.parent) else f"cannot be replaced: {target.parent} is not writable"
+
+
+def _writable(folder: Path) -> bool:
+    # creating an entry needs write and search permission on the folder
+    return os.access(folder, os.W_OK | os.X_OK)

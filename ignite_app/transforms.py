@@ -17,6 +17,7 @@ do not depend on the order the images were read in, on the number of worker proc
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ def load_image(path: str | Path, channels: int, size: int) -> Tensor:
     """
     try:
         with Image.open(path) as opened:
+            _warn_if_large(path, opened.size)
             image = ImageOps.exif_transpose(opened)  # phone photos: the orientation the camera recorded
             image = _convert(image, channels).resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
@@ -62,6 +64,21 @@ def load_image(path: str | Path, channels: int, size: int) -> Tensor:
         raise UnreadableImage(path, str(e) or type(e).__name__) from None
     tensor = torch.from_numpy(array.copy())  # copy: the array may share Pillow's read-only buffer
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # (C, H, W)
+
+
+def _warn_if_large(path: str | Path, size: tuple[int, int]) -> None:
+    """Name the file that Pillow's DecompressionBombWarning is about: Pillow's own message does not.
+
+    Pillow has warned by now (over Image.MAX_IMAGE_PIXELS; over twice that, open raised). Its warning is not caught
+    and re-worded: ``warnings.catch_warnings`` swaps process-wide state, and images are loaded on the main thread
+    while the report thread draws.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = max(1, size[0]) * max(1, size[1])  # as Pillow counts them
+    if limit is not None and pixels > limit:
+        warnings.warn(f"{path} has {pixels} pixels, more than Pillow's limit of {limit} (the "
+                      f"DecompressionBombWarning is about this file); it is decoded, but above {2 * limit} pixels "
+                      "an image is refused: resize it", Image.DecompressionBombWarning, stacklevel=3)
 
 
 def _convert(image: Image.Image, channels: int) -> Image.Image:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import ignite_app.imagecheck as imagecheck
 from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
 from ignite_app.errors import DataError
-from ignite_app.folder import FolderDataset, scan_folder, stratified_split
+from ignite_app.folder import (FolderDataset, checkpoint_classes, label_map_classes, scan_folder,
+                               stratified_split)
 from ignite_app.imagecheck import check_images
 
 
@@ -69,8 +71,12 @@ def test_a_flat_layout_is_split_per_class_the_same_way_for_every_seed(flat_dir):
     assert Counter(first.val.labels) == {0: 3, 1: 3, 2: 3, 3: 3}  # stratified: 30% of each class
     assert first.val.paths == again.val.paths and first.train.paths == again.train.paths
     assert set(first.val.paths).isdisjoint(first.train.paths) and len(first.train) + len(first.val) == 40
-    other = stratified_split({"a": [Path(f"{i}.png") for i in range(10)]}, 0.3, seed=1)[1]
-    assert other["a"] != [Path(p).relative_to(flat_dir / "digit0") for p in first.val.paths[:3]]
+    # --seed is ignored because the split has its own fixed seed, not because the split ignores seeds:
+    # another split seed holds out other images of the same files.
+    digit0 = sorted((flat_dir / "digit0").iterdir())
+    held_out = [str(p) for p in stratified_split({"digit0": digit0}, 0.3)[1]["digit0"]]
+    assert first.val.paths[:3] == held_out
+    assert [str(p) for p in stratified_split({"digit0": digit0}, 0.3, seed=1)[1]["digit0"]] != held_out
 
 
 def test_the_split_keeps_each_class_on_both_sides_when_it_can():
@@ -232,6 +238,111 @@ def test_the_layout_and_val_split_must_agree(tmp_path, layout, val_split, match)
         (data_dir / "val").rmdir()
     with pytest.raises(DataError, match=match):
         build_data(folder_config(data_dir, val_split=val_split))
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_a_single_class_folder_is_refused(tmp_path, flat):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0,), train=2, val=1, flat=flat)
+    root = data_dir if flat else data_dir / "train"
+    with pytest.raises(DataError, match=re.escape(
+            f"{root} has a single class folder, {root / 'digit0'}: a classifier needs at least 2 classes; add a "
+            "folder of images for each other class")):
+        scan_folder(data_dir, 0.5 if flat else None)
+
+
+def test_a_single_line_label_map_is_refused(split_dir, tmp_path):
+    label_map = write_label_map(tmp_path / "labels.txt", "digit0")
+    with pytest.raises(DataError, match=re.escape(
+            f"--label-map {label_map} lists a single class ('digit0'): a classifier needs at least 2 classes; add "
+            "a line for each class")):
+        build_data(folder_config(split_dir, label_map=label_map))
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    (" ", "a blank name"),
+    ("\t ", "a blank name"),
+    ("cat\r", "a control character in its name"),
+    ("a\nb", "a control character in its name"),
+    ("bell\x07", "a control character in its name"),
+])
+def test_a_class_folder_name_that_is_blank_or_holds_control_characters_is_refused(split_dir, name, problem):
+    for split in ("train", "val"):
+        (split_dir / split / "digit3").rename(split_dir / split / name)
+    with pytest.raises(DataError, match=re.escape(
+            f"class folder {str(split_dir / 'train' / name)!r} has {problem} ({name!r}); rename the folder: a class "
+            "name is one line of visible text")):
+        scan_folder(split_dir, None)
+
+
+@pytest.mark.parametrize("classes", [("bus", "car", "train"), ("bus", "val"), ("train", "val")])
+def test_with_val_split_the_folders_are_the_classes_whatever_their_names(tmp_path, classes):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1, 2)[:len(classes)], train=5, val=0, flat=True,
+                                   names=dict(enumerate(classes)))
+    scan = scan_folder(data_dir, 0.2)
+    assert scan.classes == classes and len(scan.train) + len(scan.val) == 5 * len(classes)
+    assert {label for _, label in scan.val} == set(range(len(classes)))
+    evaluated = scan_folder(data_dir, 0.2, checkpoint_classes(classes, Path("best_model.pt")), evaluation=True)
+    assert evaluated.val == scan.val and not evaluated.train  # evaluation takes the same share
+
+
+def test_without_val_split_a_flat_folder_with_a_train_class_is_told_to_pass_it(tmp_path):
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1, 2), train=2, val=0, flat=True,
+                                   names={0: "bus", 1: "car", 2: "train"})
+    with pytest.raises(DataError, match=re.escape(
+            f"{data_dir} has a train/ folder but no val/ folder: add {data_dir / 'val'}/<class>/ folders with "
+            f"validation images, or, if the folders of {data_dir} are the classes (train among them), pass "
+            "--val-split 0.2")):
+        scan_folder(data_dir, None)
+
+
+@pytest.mark.parametrize(("entry", "folder", "listed_in", "says"), [
+    ("digit1 ", "digit1", "label map", "line 2 is 'digit1 ', which differs from the folder name 'digit1' only by "
+                                       "whitespace at its ends; remove the whitespace from the line"),
+    ("digit1", " digit1", "label map", "line 2 is 'digit1', which differs from the folder name ' digit1' only by "
+                                       "whitespace at its ends; rename the folder to 'digit1'"),
+    ("digit1 ", "digit1", "checkpoint", "class 1 is 'digit1 ', which differs from the folder name 'digit1' only by "
+                                        "whitespace at its ends; rename the folder to 'digit1 '"),
+])
+def test_a_class_name_with_whitespace_around_it_is_pointed_out(split_dir, tmp_path, entry, folder, listed_in, says):
+    for split in ("train", "val"):
+        (split_dir / split / "digit1").rename(split_dir / split / folder)
+    names = ("digit0", entry, "digit2", "digit3")
+    if listed_in == "label map":
+        classes = label_map_classes(write_label_map(tmp_path / "labels.txt", *names))
+    else:
+        classes = checkpoint_classes(names, tmp_path / "best_model.pt")
+    with pytest.raises(DataError, match=re.escape(
+            f"class folder {split_dir / 'train' / folder} is not in {classes.origin}: {says}")):
+        scan_folder(split_dir, None, classes)
+
+
+def test_names_that_are_the_same_in_two_unicode_forms_are_refused(tmp_path):
+    composed = "caf\u00e9"
+    decomposed = unicodedata.normalize("NFD", composed)
+    label_map = write_label_map(tmp_path / "labels.txt", composed, "dog", decomposed)
+    with pytest.raises(DataError, match=re.escape(
+            f"label map {label_map}: lines 1 and 3 are the same name ('caf\u00e9') in two Unicode forms; keep one "
+            "of them")):
+        label_map_classes(label_map)
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1, 2), train=2, val=0, flat=True,
+                                   names={0: composed, 1: "dog", 2: decomposed})
+    first, second = sorted([data_dir / composed, data_dir / decomposed])
+    with pytest.raises(DataError, match=re.escape(
+            f"class folders {first} and {second} have the same name in two Unicode forms; move the images of one "
+            "into the other")):
+        scan_folder(data_dir, 0.5)
+
+
+def test_folder_names_match_the_label_map_in_any_unicode_form(tmp_path):
+    composed = ("\uace0\uc591\uc774", "caf\u00e9")  # 고양이, café as an editor writes them (NFC)
+    decomposed = tuple(unicodedata.normalize("NFD", name) for name in composed)  # as macOS names folders
+    assert decomposed != composed
+    data_dir = write_digit_folders(tmp_path / "d", classes=(0, 1), train=2, val=1, names=dict(enumerate(decomposed)))
+    label_map = write_label_map(tmp_path / "labels.txt", *composed)
+    scan = scan_folder(data_dir, None, label_map_classes(label_map))
+    assert scan.classes == composed
+    for path, label in scan.train + scan.val:
+        assert Path(path).exists() and Path(path).parent.name == decomposed[label]  # opened as named on disk
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -161,6 +161,17 @@ def test_a_start_on_bad_data_exits_2_and_leaves_earlier_runs_untouched(folder_ru
     assert snapshot(run_dir.parent) == before
 
 
+def test_a_single_class_exits_2_before_a_run_folder_is_made(tmp_path):
+    data = write_digit_folders(tmp_path / "d", classes=(0,), train=4, val=0, flat=True)
+    runs = tmp_path / "runs"
+    result = run_script("train.py", *TRAIN_ARGS, "--data-dir", data, "--val-split", "0.5", "--output-dir", runs,
+                        "--epochs", "1", "--epoch-length", "2")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"train.py: error: {data} has a single class folder, {data / 'digit0'}: a classifier "
+                             "needs at least 2 classes; add a folder of images for each other class\n")
+    assert not runs.exists() or not any(runs.iterdir())
+
+
 def test_skipped_images_are_listed_in_train_log(tmp_path):
     data = write_digit_folders(tmp_path / "d", classes=(0, 1), train=3, val=2)
     bad = data / "val" / "digit1" / "zero_bytes.png"

@@ -1,5 +1,7 @@
 """Decoding, conversion, augmentation and normalisation of image files."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,20 @@ def test_images_are_converted_to_the_channels_and_resized(tmp_path):
     assert load_image(rgb, 1, 8).shape == (1, 8, 8)
     assert load_image(rgb, 1, 8)[0, 4, 4] == 76  # Pillow's L = 0.299 R + 0.587 G + 0.114 B
     assert load_image(grey, 3, 8)[:, 0, 0].tolist() == [7, 7, 7] and load_image(grey, 3, 8).dtype == torch.uint8
+
+
+def test_pillows_large_image_warning_is_followed_by_one_that_names_the_file(tmp_path, monkeypatch):
+    path = save(tmp_path / "large.png", np.zeros((8, 8), dtype=np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # 64 pixels: over the limit, under twice it (an error)
+    with pytest.warns(Image.DecompressionBombWarning) as caught:
+        assert load_image(path, 1, 8).shape == (1, 8, 8)  # a warning only: the image is still decoded
+    assert [str(w.message) for w in caught if str(path) in str(w.message)] == [
+        f"{path} has 64 pixels, more than Pillow's limit of 40 (the DecompressionBombWarning is about this file); "
+        "it is decoded, but above 80 pixels an image is refused: resize it"]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_image(path, 1, 8)  # at the limit: no warning
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
