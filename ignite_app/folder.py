@@ -263,7 +263,8 @@ def _check_unlisted(folder_names: Iterable[str], root: Path, classes: ClassList)
                                 f"ends; {fix}")
     raise DataError(f"class folder {root / unlisted[0]} is not in {classes.origin} ({len(classes.names)} "
                     f"classes: {_listing(classes.names)}); "
-                    + classes.unlisted_fix.format(name=unlisted[0], root=root)
+                    # replace, not format: a path of the template may hold braces of its own
+                    + classes.unlisted_fix.replace("{name}", unlisted[0]).replace("{root}", str(root))
                     + (f" ({len(unlisted) - 1} more such folders: {_listing(unlisted[1:])})"
                        if len(unlisted) > 1 else ""))
 

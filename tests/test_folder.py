@@ -165,8 +165,10 @@ def test_a_class_left_without_images_after_skipping_is_refused(tmp_path):
         build_data(folder_config(data_dir, on_bad_image="skip"))
 
 
-def test_a_class_folder_missing_from_the_label_map_is_refused(split_dir, tmp_path):
-    label_map = write_label_map(tmp_path / "labels.txt", "digit0", "digit1", "digit2")
+@pytest.mark.parametrize("folder", ["plain", "with {braces}"])  # a path is never taken as a format template
+def test_a_class_folder_missing_from_the_label_map_is_refused(split_dir, tmp_path, folder):
+    (tmp_path / folder).mkdir()
+    label_map = write_label_map(tmp_path / folder / "labels.txt", "digit0", "digit1", "digit2")
     with pytest.raises(DataError, match=re.escape(
             f"class folder {split_dir / 'train' / 'digit3'} is not in the label map {label_map} (3 classes: "
             f"digit0, digit1, digit2); add the line 'digit3' to {label_map}, or move the folder out of "
