@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ignite_app.app import run  # noqa: E402
-from ignite_app.cli import parse_config  # noqa: E402
+from ignite_app.cli.train import parse_config  # noqa: E402
 
 
 def main() -> int:

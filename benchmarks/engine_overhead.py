@@ -26,14 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ignite_app.app import build  # noqa: E402
 from ignite_app.config import TrainConfig  # noqa: E402
 from ignite_app.data import build_data, build_loaders  # noqa: E402
-from ignite_app.fileio import atomic_write  # noqa: E402
-from ignite_app.models import build_model, build_optimizer  # noqa: E402
+from ignite_app.models import build_classifier, build_optimizer, param_groups  # noqa: E402
+from ignite_app.runstate.fileio import atomic_write  # noqa: E402
 
 
 def app_run(config: TrainConfig) -> tuple[float, dict[str, torch.Tensor]]:
     app = build(config)
     start = time.perf_counter()
     app.trainer.run(app.train_loader, max_epochs=config.epochs)
+    app.handlers.training_checkpoint.save_handler.wait()  # the checkpoints written on the writer thread count too
     seconds = time.perf_counter() - start
     app.close()
     return seconds, app.model.state_dict()
@@ -44,8 +45,8 @@ def hand_run(config: TrainConfig, out_dir: Path) -> tuple[float, dict[str, torch
     data = build_data(config)
     train_loader, val_loader = build_loaders(data, config)
     manual_seed(config.seed)
-    model = build_model(config.model, len(data.classes), data.input_shape)
-    optimizer = build_optimizer(config.optimizer, model, config.lr, config.momentum, config.weight_decay)
+    model = build_classifier(config.model, len(data.classes), data.input_shape, data.mean, data.std)
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config), config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.plateau_factor,
                                                            patience=config.plateau_patience)
     criterion = nn.CrossEntropyLoss()

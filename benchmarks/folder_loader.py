@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ignite_app.config import TrainConfig  # noqa: E402
 from ignite_app.data import build_data, build_loaders  # noqa: E402
 from ignite_app.engines import StepOptions, create_trainer  # noqa: E402
-from ignite_app.models import build_model, build_optimizer  # noqa: E402
+from ignite_app.models import build_classifier, build_optimizer, param_groups  # noqa: E402
 
 CLASSES = 10
 
@@ -72,8 +72,8 @@ def training_rate(config: TrainConfig, fed_by_loader: bool) -> float:
     data = build_data(config)
     train, _ = build_loaders(data, config)
     manual_seed(config.seed)
-    model = build_model(config.model, len(data.classes), data.input_shape)
-    optimizer = build_optimizer(config.optimizer, model, config.lr, weight_decay=config.weight_decay)
+    model = build_classifier(config.model, len(data.classes), data.input_shape, data.mean, data.std)
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config), config)
     trainer = create_trainer(model, optimizer, nn.CrossEntropyLoss(), StepOptions(torch.device("cpu")))
     train.batch_sampler.set_epoch(1)
     batches = list(train)

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ignite_app.app as app_module  # noqa: E402
 from ignite_app.config import TrainConfig  # noqa: E402
-from ignite_app.data import load_synthetic_data  # noqa: E402
+from ignite_app.data.builtin import load_synthetic_data  # noqa: E402
 from ignite_app.metrics import ClassificationReport  # noqa: E402
-from ignite_app.tb_reports import BackgroundJobs, write_report_summaries  # noqa: E402
-from ignite_app.tbchecksum import use_fast_checksums  # noqa: E402
+from ignite_app.reporting.tensorboard import BackgroundJobs, write_report_summaries  # noqa: E402
+from ignite_app.reporting.tbchecksum import use_fast_checksums  # noqa: E402
 
 MODES = ("off", "inline", "background")
 

@@ -34,8 +34,8 @@ def attach(app, every: int = EVERY) -> None:
 
 if __name__ == "__main__":
     from ignite_app import build
-    from ignite_app.cli import parse_config
-    from ignite_app.rundir import enable_console_logging
+    from ignite_app.cli.train import parse_config
+    from ignite_app.runstate.rundir import enable_console_logging
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=EVERY, help="iterations between two points")

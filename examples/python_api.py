@@ -13,8 +13,8 @@ from ignite.engine import Engine, Events
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ignite_app import AppEvents, build  # noqa: E402
-from ignite_app.cli import parse_config  # noqa: E402
-from ignite_app.rundir import enable_console_logging  # noqa: E402
+from ignite_app.cli.train import parse_config  # noqa: E402
+from ignite_app.runstate.rundir import enable_console_logging  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

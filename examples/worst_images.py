@@ -39,7 +39,7 @@ class WorstImages:
 
     def update(self, engine: Engine) -> None:
         logits, y = engine.state.output
-        images = engine.state.batch[0]  # the batch as the loader gave it (on the CPU, normalised)
+        images = engine.state.batch[0]  # the batch as the loader gave it: raw pixels (uint8), on the CPU
         losses = F.cross_entropy(logits.float(), y, reduction="none").cpu()
         self.losses = torch.cat([self.losses, losses])
         self.images = torch.cat([self.images, images]) if len(self.images) else images.clone()
@@ -56,16 +56,12 @@ def attach(app, count: int = COUNT) -> WorstImages:
     app.evaluator.add_event_handler(Events.STARTED, worst.reset)
     app.evaluator.add_event_handler(Events.ITERATION_COMPLETED, worst.update)
     tb_logger = app.handlers.tb_logger
-    mean = torch.tensor(app.data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(app.data.std).view(1, -1, 1, 1)
 
     @app.trainer.on(AppEvents.VALIDATION_COMPLETED)
     def write(trainer: Engine) -> None:
         if tb_logger is None or not len(worst.images):
             return
-        images = worst.images * std + mean  # undo the normalisation
-        low, high = images.amin(dim=(1, 2, 3), keepdim=True), images.amax(dim=(1, 2, 3), keepdim=True)
-        images = (images - low) / (high - low).clamp_min(1e-8)
+        images = worst.images.float() / 255  # the pixels as they are on disk: nothing to undo
         images = F.interpolate(images, size=(DISPLAY_SIZE, DISPLAY_SIZE), mode="nearest")
         step = trainer.state.epoch
         tb_logger.writer.add_images("val/worst_images", images, step, dataformats="NCHW")
@@ -79,8 +75,8 @@ def attach(app, count: int = COUNT) -> WorstImages:
 
 if __name__ == "__main__":
     from ignite_app import build
-    from ignite_app.cli import parse_config
-    from ignite_app.rundir import enable_console_logging
+    from ignite_app.cli.train import parse_config
+    from ignite_app.runstate.rundir import enable_console_logging
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=COUNT)

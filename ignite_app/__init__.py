@@ -22,8 +22,9 @@ The names below are imported lazily, so ``import ignite_app`` (and the command l
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ignite_app.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -37,7 +38,15 @@ _EXPORTS = {
     "RunResult": "ignite_app.app",
     "build": "ignite_app.app",
     "run": "ignite_app.app",
-    "launch": "ignite_app.distributed",
+    "launch": "ignite_app.cli.worker",
+    # the registries: add models, datasets and optimizers under a name
+    "register_model": "ignite_app.registry",
+    "register_dataset": "ignite_app.registry",
+    "register_optimizer": "ignite_app.registry",
+    "ModelSpec": "ignite_app.models",
+    "DataBundle": "ignite_app.data",
+    "Classifier": "ignite_app.models",
+    "Preprocess": "ignite_app.models",
     # events and errors
     "AppEvents": "ignite_app.events",
     "BestModel": "ignite_app.events",
@@ -51,7 +60,7 @@ _EXPORTS = {
     "write_label_map": "ignite_app.metrics",
     # evaluating a saved model
     "evaluate_checkpoint": "ignite_app.evaluation",
-    "load_checkpoint": "ignite_app.checkpoint",
+    "load_checkpoint": "ignite_app.runstate.checkpoint",
     # the handler helpers build() uses, for users who wire their own engines
     "attach_best_checkpoint": "ignite_app.handlers",
     "attach_best_report": "ignite_app.handlers",
@@ -62,22 +71,16 @@ _EXPORTS = {
     "attach_lr_scheduler": "ignite_app.handlers",
     "attach_nan_guard": "ignite_app.handlers",
     "attach_progress_bar": "ignite_app.handlers",
-    "attach_tensorboard": "ignite_app.handlers",
+    "attach_tensorboard": "ignite_app.reporting.tensorboard",
     "attach_validation": "ignite_app.handlers",
-    "attach_training_checkpoint": "ignite_app.checkpoint",
-    "attach_graceful_stop": "ignite_app.signals",
+    "attach_training_checkpoint": "ignite_app.runstate.checkpoint",
+    "attach_graceful_stop": "ignite_app.runstate.signals",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ignite_app' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # next time, a plain attribute
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:
@@ -86,9 +89,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static type checkers and IDEs see real imports
     from ignite_app.app import App, Handlers, RunResult, build, run  # noqa: F401
-    from ignite_app.checkpoint import attach_training_checkpoint, load_checkpoint  # noqa: F401
+    from ignite_app.cli.worker import launch  # noqa: F401
     from ignite_app.config import ConfigError, TrainConfig  # noqa: F401
-    from ignite_app.distributed import launch  # noqa: F401
+    from ignite_app.data import DataBundle  # noqa: F401
     from ignite_app.errors import Interrupted, TrainingDiverged, UsageError  # noqa: F401
     from ignite_app.evaluation import evaluate_checkpoint  # noqa: F401
     from ignite_app.events import AppEvents, BestModel  # noqa: F401
@@ -102,7 +105,6 @@ if TYPE_CHECKING:  # static type checkers and IDEs see real imports
         attach_lr_scheduler,
         attach_nan_guard,
         attach_progress_bar,
-        attach_tensorboard,
         attach_validation,
     )
     from ignite_app.metrics import (  # noqa: F401
@@ -111,4 +113,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see real imports
         read_label_map,
         write_label_map,
     )
-    from ignite_app.signals import attach_graceful_stop  # noqa: F401
+    from ignite_app.models import Classifier, ModelSpec, Preprocess  # noqa: F401
+    from ignite_app.registry import register_dataset, register_model, register_optimizer  # noqa: F401
+    from ignite_app.reporting.tensorboard import attach_tensorboard  # noqa: F401
+    from ignite_app.runstate.checkpoint import attach_training_checkpoint, load_checkpoint  # noqa: F401
+    from ignite_app.runstate.signals import attach_graceful_stop  # noqa: F401

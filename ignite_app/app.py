@@ -13,6 +13,7 @@ To add behaviour, build the app, attach your own handlers to ``app.trainer`` or 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -33,14 +34,12 @@ from ignite.utils import manual_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ignite_app.checkpoint import RNGState, Value, attach_training_checkpoint, training_checkpoints
 from ignite_app.config import TrainConfig
-from ignite_app.data import DataBundle, TensorImageDataset, build_data, build_loaders
+from ignite_app.data.loaders import build_loaders
+from ignite_app.data.spec import DataBundle, build_data
+from ignite_app.device import resolve_device
 from ignite_app.engines import StepOptions, create_evaluator, create_trainer
 from ignite_app.errors import Interrupted, UsageError
-from ignite_app.eventfiles import purge_events_after
-from ignite_app.fileio import atomic_write_text, remove_stale_temporaries
-from ignite_app.fingerprint import DataFingerprint, file_fingerprint, tensor_fingerprint, write_file_table
 from ignite_app.handlers import (
     VAL_LOSS,
     BestReport,
@@ -56,26 +55,38 @@ from ignite_app.handlers import (
     attach_lr_scheduler,
     attach_nan_guard,
     attach_progress_bar,
-    attach_tensorboard,
     attach_validation,
 )
 from ignite_app.metrics import REPORT, ConfusionMatrixMetric, write_label_map
-from ignite_app.models import build_model, build_optimizer
-from ignite_app.plugins import Plugin, culprit, load_plugins
-from ignite_app.report_files import History, ReportFiles, attach_history, attach_report_files
-from ignite_app.resume import DATA_FINGERPRINT, ResumePoint, check_restartable, check_resumable, find_resume_point, restore
-from ignite_app.rundir import RunLock, RunPaths, attach_log_file, open_run_dir, run_contents
-from ignite_app.signals import GracefulStop, HandlerStop, attach_graceful_stop, attach_handler_stop
-from ignite_app.tb_reports import (
+from ignite_app.models import build_classifier, build_optimizer, param_groups
+from ignite_app.plugins import Plugin, load_plugins
+from ignite_app.reporting.eventfiles import purge_events_after
+from ignite_app.reporting.files import History, ReportFiles, attach_history, attach_report_files
+from ignite_app.runstate.jobs import BackgroundJobs
+from ignite_app.reporting.tbchecksum import use_fast_checksums
+from ignite_app.reporting.tensorboard import (
     REPORT_LOGGING,
-    BackgroundJobs,
     ParamNormHandler,
     ReportLogger,
     attach_hparams,
     attach_norm_logging,
     attach_report_logging,
+    attach_tensorboard,
     pending_report_events,
 )
+from ignite_app.runstate.checkpoint import RNGState, Value, attach_training_checkpoint, training_checkpoints
+from ignite_app.runstate.fileio import atomic_write_text, remove_stale_temporaries
+from ignite_app.runstate.fingerprint import DataFingerprint, write_file_table
+from ignite_app.runstate.resume import (
+    DATA_FINGERPRINT,
+    ResumePoint,
+    check_restartable,
+    check_resumable,
+    find_resume_point,
+    restore,
+)
+from ignite_app.runstate.rundir import RunLock, RunPaths, attach_log_file, open_run_dir, run_contents
+from ignite_app.runstate.signals import GracefulStop, HandlerStop, attach_graceful_stop, attach_handler_stop
 
 log = logging.getLogger("ignite_app")
 
@@ -153,7 +164,12 @@ class App:
         stop = self.handlers.graceful_stop
         stop.install()
         try:
-            self.trainer.run(self.train_loader, max_epochs=self.config.epochs)
+            try:
+                self.trainer.run(self.train_loader, max_epochs=self.config.epochs)
+            except BaseException:
+                self._write_pending_checkpoints(quiet=True)  # what was saved before the error stays on disk
+                raise
+            self._write_pending_checkpoints()  # a stop below says "after saving a checkpoint": it is on disk
             if stop.stopped_at is not None:
                 raise Interrupted(stop.signum or 0, stop.stopped_at, self.paths.root.name)
             return self._finish()
@@ -161,6 +177,17 @@ class App:
             stop.uninstall()
             if close:
                 self.close()
+
+    def _write_pending_checkpoints(self, quiet: bool = False) -> None:
+        """Wait for the training checkpoints on the writer thread; ``quiet``: log a failed write instead of raising
+        it (another error is on its way already)."""
+        saver = self.handlers.training_checkpoint.save_handler
+        try:
+            saver.wait()  # type: ignore[union-attr]
+        except Exception:
+            if not quiet:
+                raise
+            log.exception("a training checkpoint could not be written")
 
     def close(self) -> None:
         """Finish the reports, close TensorBoard and ``train.log``, release the run folder (idempotent).
@@ -205,70 +232,68 @@ def close_all(closers: list[Callable[[], None]]) -> None:
         raise error
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a usage error.
-
-    With several processes on a GPU machine each one takes the GPU of its local rank.
-    """
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or --device auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and idist.get_world_size() > 1:
-        torch.cuda.set_device(idist.get_local_rank())
-        return torch.device("cuda", idist.get_local_rank())
-    return torch.device(name)
-
-
-def build(config: TrainConfig) -> App:
+def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = None) -> App:
     """Wire a training run from ``config``: data, model, engines and handlers. Creates (or reopens) the run folder.
 
     Everything that can be refused (options, data, a checkpoint to resume) is checked before the run folder is
     touched. A start that fails after that leaves a folder that the same command can use again (or, for a run
     without ``--run-name``, no folder at all). With several processes, every process calls ``build``; rank 0
     alone owns the run folder's files.
+
+    Args:
+        config: the run's options.
+        model: a network to train instead of the registered ``config.model`` (it gets the app's preprocessing in
+            front of it: it receives normalised float images).
+        data: a ``(train, val, class_names)`` triple or a :class:`~ignite_app.data.DataBundle` instead of the
+            registered ``config.dataset``.
+
+    The run's ``config.json`` records that the network or the data came from Python: the commands that would have
+    to rebuild them from the config (resume, evaluate, predict) refuse, and say so, instead of building another one.
     """
     rank, world_size = idist.get_rank(), idist.get_world_size()
     first = rank == 0
+    config = dataclasses.replace(config, python_model=model is not None, python_data=data is not None)
 
     # 1. the checkpoint to resume from, if any; it decides the run folder
     resume, config = find_resume_point(config)
+    if resume is not None:
+        check_rebuildable(resume, model, data)
 
     # 2. device, data and loaders: each process gets its share of every epoch
     device = resolve_device(config.device)
     options = StepOptions(device, non_blocking=device.type == "cuda", amp=config.amp,
                           channels_last=config.channels_last)
-    data = build_data(config)
-    fingerprint = data_fingerprint(data, config)
-    train_loader, val_loader = build_loaders(data, config, rank, world_size, pin_memory=device.type == "cuda")
+    bundle = build_data(config, data)
+    fingerprint = bundle.fingerprint or DataFingerprint("")
+    train_loader, val_loader = build_loaders(bundle, config, rank, world_size, pin_memory=device.type == "cuda")
     epoch_length = len(train_loader)
     if resume is not None:
-        check_resumable(resume, config, data.classes, normalization(data), fingerprint)
+        check_resumable(resume, config, bundle.classes, normalization(bundle), fingerprint)
 
     # 3. model, optimizer, loss: seeded so that a run is reproducible from --seed (and each rank drops differently)
     manual_seed(config.seed + rank)
-    model = build_model(config.model, len(data.classes), data.input_shape).to(device)
+    classifier = build_classifier(config.model, len(bundle.classes), bundle.input_shape, bundle.mean, bundle.std,
+                                  network=model).to(device)
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model = idist.auto_model(model)  # DistributedDataParallel when there are several processes
-    optimizer = idist.auto_optim(build_optimizer(config.optimizer, model, config.lr, config.momentum,
-                                                 config.weight_decay))
+        classifier = classifier.to(memory_format=torch.channels_last)
+    model = idist.auto_model(classifier)  # DistributedDataParallel when there are several processes
+    optimizer = idist.auto_optim(build_optimizer(config.optimizer, param_groups(classifier, config), config))
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     loss_fn = nn.CrossEntropyLoss()
 
     # 4. engines: step functions only; evaluation runs the bare model (DDP would sync on every forward)
     trainer = create_trainer(model, optimizer, loss_fn, options, scaler)
-    metrics = {REPORT: ConfusionMatrixMetric(data.classes, device=device), VAL_LOSS: Loss(loss_fn, device=device)}
+    metrics = {REPORT: ConfusionMatrixMetric(bundle.classes, device=device), VAL_LOSS: Loss(loss_fn, device=device)}
     evaluator = create_evaluator(unwrap(model), options, metrics)
 
     # 5. the run folder, once everything above has been accepted; rank 0 creates it and tells the others
     closers: list[Callable[[], None]] = []
-    paths = share_run_dir(config, data.classes, fingerprint, resume, closers)
+    paths = share_run_dir(config, bundle.classes, fingerprint, resume, closers)
     log_file = attach_log_file(paths)
     closers.append(lambda: _detach_log_file(log_file))
     try:
         if first:
-            log_start(config, data, device, world_size, paths)
+            log_start(config, bundle, device, world_size, paths)
 
         # 6. handlers, in the order they fire at the end of an epoch
         attach_nan_guard(trainer, every=config.log_every)  # first: at an epoch's end it names the bad iteration
@@ -279,11 +304,11 @@ def build(config: TrainConfig) -> App:
             attach_buffer_sync(evaluator, unwrap(model))
         attach_validation(trainer, evaluator, val_loader)
         attach_finite_guard(evaluator, trainer, unwrap(model))  # before anything keeps the model as the best
-        best_report = attach_best_report(evaluator, trainer, data.classes)
+        best_report = attach_best_report(evaluator, trainer, bundle.classes)
         lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
         best_checkpoint = attach_best_checkpoint(
             evaluator, trainer,
-            best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, data, config),
+            best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, bundle, config),
             paths.checkpoints)
         early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
         tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every) if first else None
@@ -296,19 +321,21 @@ def build(config: TrainConfig) -> App:
             closers.append(tb_logger.close)
             jobs = BackgroundJobs()
             closers.append(jobs.close)  # runs before tb_logger.close: the last reports reach the event file
-            report_logging = attach_report_logging(evaluator, trainer, tb_logger, data.classes, jobs)
+            report_logging = attach_report_logging(evaluator, trainer, tb_logger, bundle.classes, jobs)
             report_files = attach_report_files(evaluator, trainer, best_report, paths.reports, jobs)
-            norm_logging = attach_norm_logging(trainer, tb_logger, unwrap(model), config.log_weights,
+            # the network's parameters, named as in the network (the preprocessing has none)
+            norm_logging = attach_norm_logging(trainer, tb_logger, classifier.network, config.log_weights,
                                                config.log_grads)
             hparams = attach_hparams(trainer, tb_logger, config, best_report)
         summary = attach_epoch_summary(trainer, evaluator)
         # before the checkpoint that includes the epoch: a resume never finds an epoch missing from the history
         history = attach_history(trainer, summary, paths.reports) if first else None
         state = training_state(trainer, model, optimizer, lr_scheduler, early_stopping, best_checkpoint,
-                               best_report, epoch_loss, scaler, data, config, fingerprint)
+                               best_report, epoch_loss, scaler, bundle, config, fingerprint)
         state[REPORT_LOGGING] = report_logging if report_logging is not None else Value(lambda: None)
         training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
                                                          config.checkpoint_every)
+        closers.append(training_checkpoint.save_handler.close)  # type: ignore[union-attr]  # before the lock goes
         graceful_stop = attach_graceful_stop(trainer, training_checkpoint)
         handler_stop = attach_handler_stop(trainer, training_checkpoint, graceful_stop,
                                            finished=lambda: early_stopping is not None and early_stopping.counter
@@ -326,7 +353,7 @@ def build(config: TrainConfig) -> App:
             training_checkpoint=training_checkpoint, graceful_stop=graceful_stop, handler_stop=handler_stop,
             report_jobs=jobs, report_logging=report_logging, report_files=report_files, history=history,
             hparams=hparams, norm_logging=norm_logging)
-        app = App(config=config, paths=paths, device=device, data=data, model=model, optimizer=optimizer,
+        app = App(config=config, paths=paths, device=device, data=bundle, model=model, optimizer=optimizer,
                   lr_scheduler=lr_scheduler, loss_fn=loss_fn, trainer=trainer, evaluator=evaluator,
                   train_loader=train_loader, val_loader=val_loader, handlers=handlers, _closers=closers)
 
@@ -354,7 +381,7 @@ def abandon_start(paths: RunPaths, config: TrainConfig, resume: ResumePoint | No
     ``train.log``, close what was opened, and leave a folder the same command can use again.
 
     A run named with ``--run-name`` keeps its folder (its ``train.log`` says what happened; nothing in it blocks a
-    retry, see :func:`ignite_app.resume.check_restartable`); a new run without one is removed, since the same
+    retry, see :func:`ignite_app.runstate.resume.check_restartable`); a new run without one is removed, since the same
     command would start another folder anyway.
     """
     # Into train.log only: the command line prints the error itself (a traceback, too, unless it is a usage error).
@@ -369,6 +396,17 @@ def abandon_start(paths: RunPaths, config: TrainConfig, resume: ResumePoint | No
     fresh = resume is None and config.run_name is None and not contents.results and not contents.foreign
     if idist.get_rank() == 0 and fresh:
         shutil.rmtree(paths.root, ignore_errors=True)
+
+
+def check_rebuildable(resume: ResumePoint, model: nn.Module | None, data: Any) -> None:
+    """Refuse to resume a run whose network or data came from Python without them: nothing could rebuild them."""
+    saved = resume.config
+    for given, from_python, what, arg in ((model, saved.python_model, "network", "model"),
+                                          (data, saved.python_data, "data", "data")):
+        if from_python and given is None:
+            raise UsageError(f"run {resume.run_dir.name!r} was trained on a {what} given from Python "
+                             f"(build(config, {arg}=...)), which its config.json cannot rebuild; resume it from "
+                             f"Python: build(config, {arg}=...) with the same {what} and resume='auto'")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -402,6 +440,7 @@ def share_run_dir(config: TrainConfig, classes: tuple[str, ...], fingerprint: Da
                                      p, config, f"--run-name {config.run_name!r}: the run folder {p.root} already exists",
                                      "choose another --run-name, or continue the run with --resume auto"))
             closers.append(RunLock(paths).release)
+            use_fast_checksums()  # before the event files are read (a resume's purge) or written
             prepare_run_dir(paths, config, classes, fingerprint, resume)
             root = str(paths.root)
         except UsageError as e:
@@ -470,17 +509,6 @@ def model_description(data: DataBundle, config: TrainConfig) -> dict[str, Value]
         "normalization": Value(lambda: normalization(data)),
         "input_shape": Value(lambda: list(data.input_shape)),
     }
-
-
-def data_fingerprint(data: DataBundle, config: TrainConfig) -> DataFingerprint:
-    """The fingerprint a resume compares: the table of image files, or the digest of in-memory tensors."""
-    train, val = data.train, data.val
-    if isinstance(train, TensorImageDataset) and isinstance(val, TensorImageDataset):
-        return tensor_fingerprint(train.images, train.labels, val.images, val.labels)
-    if config.data_dir is not None and all(hasattr(d, "paths") and hasattr(d, "labels") for d in (train, val)):
-        splits = {"train": list(zip(train.paths, train.labels)), "val": list(zip(val.paths, val.labels))}
-        return file_fingerprint(config.data_dir, splits, data.classes)
-    return DataFingerprint("")  # a dataset of another kind: nothing to compare
 
 
 def normalization(data: DataBundle) -> dict[str, list[float]]:

@@ -1,7 +1,12 @@
 """The run configuration: one frozen dataclass holds every option, its default, its help text and its checks.
 
 The command line (:mod:`ignite_app.cli`) is generated from the fields below, so a new option is added here once
-and appears in ``--help``, in validation and in the saved ``config.json`` together.
+and appears in ``--help``, in validation and in the saved ``config.json`` together. :class:`Options` is the
+machinery (declaring, coercing and checking fields) that the evaluation and prediction commands' configs share.
+
+The names ``--model``, ``--dataset`` and ``--optimizer`` accept are not fixed here: they are checked against the
+registries (:mod:`ignite_app.registry`) when a config is created, so a name registered by a ``--plugin`` file is as
+valid as a built-in one.
 """
 
 from __future__ import annotations
@@ -14,18 +19,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-DATASETS = ("digits", "synthetic", "folder")
-MODELS = ("cnn", "mlp")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+from ignite_app.registry import DATASETS, MODELS, OPTIMIZERS, Registry, UnknownName
+
 LR_SCHEDULERS = ("plateau", "cosine", "none")
 PLATEAU_MONITORS = ("train_loss", "val_loss", "val_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
 CHANNELS = (1, 3)
 BAD_IMAGE_POLICIES = ("error", "skip")
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")  # the files a folder holds
-# The options that only --dataset folder reads; with another dataset they are refused rather than ignored.
+# The options that only --dataset folder reads; with another built-in dataset they are refused rather than ignored
+# (a registered dataset receives the whole config and may read any of them).
 FOLDER_ONLY = ("data_dir", "label_map", "val_split", "augment")
+IGNORES_FOLDER_OPTIONS = ("digits", "synthetic")
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -36,7 +41,8 @@ class ConfigError(ValueError):
 
 def option(default: Any, help: str, *, choices: tuple[Any, ...] | None = None, low: float | None = None,
            high: float | None = None, low_open: bool = False, high_open: bool = False, metavar: str | None = None,
-           affects_results: bool = True, default_text: str | None = None) -> Any:
+           affects_results: bool = True, default_text: str | None = None, registry: Registry | None = None,
+           flag: str | None = None, cli: bool = True, required: bool = False, positional: bool = False) -> Any:
     """Declare a config field with its help text and checks (used by validation and by the CLI).
 
     Args:
@@ -51,28 +57,66 @@ def option(default: Any, help: str, *, choices: tuple[Any, ...] | None = None, l
         affects_results: whether the trained weights depend on it; a run can only be resumed with the same values
             of such options (``--epochs`` aside), while the others (output, logging, speed) may change.
         default_text: how ``--help`` describes the default when the value itself (``None``) says little.
+        registry: the registry whose names the option takes (checked when the config is created).
+        flag: the command-line flag, when it is not ``--`` + the field's name with dashes.
+        cli: whether the option is on the command line at all (some are only set by the app).
+        required: whether the command line requires it (its type then has no ``None``).
+        positional: (a tuple) the command's positional arguments rather than a repeatable flag.
     """
     meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
-            "metavar": metavar, "affects_results": affects_results, "default_text": default_text}
+            "metavar": metavar, "affects_results": affects_results, "default_text": default_text,
+            "registry": registry, "flag": flag, "cli": cli, "required": required, "positional": positional}
     return field(default=default, metadata=meta)
 
 
-# Fields whose flag is not their name: a repeatable --handler fills the tuple `handlers`.
-_FLAGS = {"handlers": "--handler"}
-
-
-def flag_name(name: str) -> str:
-    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
-    return _FLAGS.get(name) or "--" + name.replace("_", "-")
+def flag_name(name: str, cls: type | None = None) -> str:
+    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size`` (``handlers`` -> ``--handler``)."""
+    fields_of = getattr(cls or TrainConfig, "__dataclass_fields__", {})
+    custom = fields_of[name].metadata.get("flag") if name in fields_of else None
+    return custom or "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class Options:
+    """A frozen dataclass of :func:`option` fields, coerced to their types and checked when it is created.
+
+    The training config and the evaluation and prediction commands' configs are all ``Options``; the command
+    lines are generated from their fields (:mod:`ignite_app.cli.options`).
+    """
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = _coerce(flag_name(f.name, type(self)), hints[f.name], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)  # frozen: normalise once, here
+            _check_bounds(f, value, flag_name(f.name, type(self)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON-able values (paths become strings, tuples lists)."""
+
+        def plain(v: Any) -> Any:
+            return str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Any:
+        """Rebuild options from :meth:`to_dict` output; unknown keys are an error that lists them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainConfig(Options):
     """Everything a training run depends on. Build one directly or from the command line (``ignite_app.cli``)."""
 
     # data
-    dataset: str = option("digits", "dataset: scikit-learn's 8x8 handwritten digits, random synthetic 3x32x32 "
-                          "images for speed tests, or your own image folders (--data-dir)", choices=DATASETS)
+    dataset: str = option("digits", "dataset: digits (scikit-learn's 8x8 handwritten digits), synthetic (random "
+                          "3x32x32 images for speed tests), folder (your own image folders, --data-dir), or one "
+                          "registered by a --plugin", registry=DATASETS)
     # The data folder and the label-map file are compared by content on a resume (classes, training-set size and
     # normalisation constants), not by path, so a run can continue after its data folder was moved.
     data_dir: Path | None = option(None, "folder: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with "
@@ -97,10 +141,11 @@ class TrainConfig:
     num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0,
                               affects_results=False)
     # model and optimisation
-    model: str = option("cnn", "network architecture", choices=MODELS)
+    model: str = option("cnn", "network architecture: cnn, mlp, or one registered by a --plugin", registry=MODELS)
     epochs: int = option(30, "number of epochs to train (a resumed run may be given more)", low=1,
                          affects_results=False)
-    optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
+    optimizer: str = option("adamw", "optimizer: sgd, adam, adamw, or one registered by a --plugin",
+                            registry=OPTIMIZERS)
     lr: float = option(3e-3, "initial learning rate", low=0.0, low_open=True)
     momentum: float = option(0.9, "SGD momentum (sgd only)", low=0.0, high=1.0)
     weight_decay: float = option(1e-4, "weight decay", low=0.0)
@@ -144,9 +189,17 @@ class TrainConfig:
     channels_last: bool = option(False, "channels-last memory layout (faster convolutions on recent GPUs)",
                                  affects_results=False)
     # extensions
+    plugins: tuple[str, ...] = option((), "FILE.py or package.module imported before the options are checked, to "
+                                      "register models, datasets and optimizers (repeatable)", metavar="PLUGIN",
+                                      affects_results=False, flag="--plugin")
     handlers: tuple[str, ...] = option((), "FILE.py:FUNCTION or package.module:FUNCTION called with the built app "
                                        "before training, to attach your own event handlers (repeatable)",
-                                       metavar="SPEC", affects_results=False)
+                                       metavar="SPEC", affects_results=False, flag="--handler")
+    # set by build() when the network or the data came from Python (build(config, model=..., data=...)): a command
+    # that rebuilds the run from its config.json (resume, evaluate, predict) cannot rebuild them and says so
+    python_model: bool = option(False, "the network was given to build() from Python", cli=False,
+                                affects_results=False)
+    python_data: bool = option(False, "the data was given to build() from Python", cli=False, affects_results=False)
     # checkpoints and resuming
     checkpoint_every: int | None = option(None, "also write a training checkpoint every N iterations (one is "
                                           "always written after each epoch)", low=1, metavar="N",
@@ -157,11 +210,7 @@ class TrainConfig:
                                 affects_results=False)
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            value = _coerce(f.name, hints[f.name], getattr(self, f.name))
-            object.__setattr__(self, f.name, value)  # frozen: normalise once, here
-            _check_bounds(f, value)
+        super().__post_init__()
         if self.run_name is not None and not _RUN_NAME.match(self.run_name):
             raise ConfigError(f"--run-name {self.run_name!r} is not a valid folder name; use letters, digits, "
                               "'.', '_' and '-', starting with a letter or digit")
@@ -177,6 +226,8 @@ class TrainConfig:
                 raise ConfigError("--dataset folder needs --data-dir DIR: a folder with train/<class>/ and "
                                   "val/<class>/ folders, or with <class>/ folders and --val-split")
             return
+        if self.dataset not in IGNORES_FOLDER_OPTIONS:
+            return
         for name in FOLDER_ONLY:
             value = getattr(self, name)
             if value is not None and value is not False:  # --no-augment is harmless: nothing else augments
@@ -188,14 +239,6 @@ class TrainConfig:
         """Whether training images are augmented: ``--augment``, or by default for folder datasets."""
         return self.augment if self.augment is not None else self.dataset == "folder"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-able values (paths become strings, tuples lists)."""
-
-        def plain(v: Any) -> Any:
-            return str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-
-        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
-
     def result_differences(self, other: TrainConfig) -> list[str]:
         """The options that change the trained weights and differ from ``other``, as ``--flag: a -> b`` lines."""
         return [f"{flag_name(f.name)}: {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
@@ -204,22 +247,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error that lists them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
-        return cls(**values)
+        """Rebuild a config from :meth:`to_dict` output (a run's ``config.json``), importing its ``--plugin``
+        modules first so that the names they register are known."""
+        from ignite_app.plugins import import_plugins
+
+        import_plugins(values.get("plugins", ()))
+        return super().from_dict(values)
 
 
-def _coerce(name: str, hint: Any, value: Any) -> Any:
+def _coerce(flag: str, hint: Any, value: Any) -> Any:
     """Check a value against its annotation; accept an int for a float and a str for a Path."""
     args = typing.get_args(hint)
     optional = type(None) in args
     if value is None:
         if optional:
             return None
-        raise ConfigError(f"{flag_name(name)} needs a value, got None")
+        raise ConfigError(f"{flag} needs a value, got None")
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
     if base is bool:
         ok = isinstance(value, bool)
@@ -232,21 +275,26 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
         ok = isinstance(value, (str, Path))
         value = Path(value) if ok else value
     elif typing.get_origin(base) is tuple:
-        ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value
+        element = typing.get_args(base)[0]  # tuple[str, ...] or tuple[Path, ...]
+        ok = isinstance(value, (tuple, list)) and all(isinstance(v, (str, Path)) for v in value)
+        value = tuple(Path(v) if element is Path else str(v) for v in value) if ok else value
         base = tuple
     else:
         ok = isinstance(value, base)
     if not ok:
-        raise ConfigError(f"{flag_name(name)} must be a finite {base.__name__}, got {value!r}")
+        raise ConfigError(f"{flag} must be a finite {base.__name__}, got {value!r}")
     return value
 
 
-def _check_bounds(f: dataclasses.Field, value: Any) -> None:
+def _check_bounds(f: dataclasses.Field, value: Any, flag: str) -> None:
     meta = f.metadata
-    flag = flag_name(f.name)
     if value is None:
         return
+    if meta.get("registry") is not None and value not in meta["registry"]:
+        try:
+            meta["registry"].get(value)  # raises UnknownName with the registered names
+        except UnknownName as e:
+            raise ConfigError(str(e)) from None
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{flag} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
     low, high = meta.get("low"), meta.get("high")

@@ -1,8 +1,9 @@
-"""Evaluate a saved model: rebuild it, its classes and its normalisation from the checkpoint, then run the evaluator.
+"""Evaluate a saved model: rebuild it and its classes from the checkpoint, then run the evaluator.
 
 Nothing about the data preparation is recomputed: the classes, the image size and channels (in the saved config)
-and the training set's mean and std all come from the checkpoint, so evaluation sees the pixels training saw.
-``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reports`, in the format of a
+come from the checkpoint, and the training set's mean and std are part of the saved model (its preprocessing), so
+evaluation feeds it the raw pixels training did.
+``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reporting.writers`, in the format of a
 training run's ``reports/`` folder.
 """
 
@@ -19,12 +20,13 @@ from ignite.metrics import Loss
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ignite_app.checkpoint import CheckpointError, load_checkpoint
 from ignite_app.config import ConfigError, TrainConfig
-from ignite_app.data import DataBundle, ShardSampler, load_digits_data, load_synthetic_data
+from ignite_app.data.samplers import ShardSampler
+from ignite_app.data.spec import DataBundle, build_data
 from ignite_app.engines import StepOptions, create_evaluator
-from ignite_app.metrics import REPORT, ClassificationReport, ConfusionMatrixMetric
-from ignite_app.models import build_model
+from ignite_app.metrics import REPORT, VAL_LOSS, ClassificationReport, ConfusionMatrixMetric
+from ignite_app.models import build_classifier
+from ignite_app.runstate.checkpoint import CheckpointError, load_checkpoint
 
 MODEL_KEYS = ("state_dict", "model")  # best_model.pt, training_<iteration>.pt
 
@@ -43,16 +45,27 @@ class SavedModel:
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: Path) -> tuple[nn.Module, TrainConfig]:
-    """The network a checkpoint was trained as, with its weights, and the config it was trained with."""
+    """The model a checkpoint was trained as (preprocessing and network), with its weights, and its config.
+
+    Raises:
+        CheckpointError: the file holds no model of this app, or a network given from Python that its config
+            cannot rebuild.
+    """
     try:
         config = TrainConfig.from_dict(checkpoint["config"])
     except (KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"checkpoint {path} holds no usable training config ({e})") from None
     weights = next((checkpoint[k] for k in MODEL_KEYS if k in checkpoint), None)
-    if weights is None or "classes" not in checkpoint or "input_shape" not in checkpoint:
+    norm = checkpoint.get("normalization")
+    if weights is None or "classes" not in checkpoint or "input_shape" not in checkpoint or not norm:
         raise CheckpointError(f"checkpoint {path} holds no model of this app (expected keys 'state_dict' or "
-                              "'model', 'classes' and 'input_shape')")
-    model = build_model(config.model, len(checkpoint["classes"]), tuple(checkpoint["input_shape"]))
+                              "'model', 'classes', 'input_shape' and 'normalization')")
+    if config.python_model:
+        raise CheckpointError(f"checkpoint {path} holds a network given from Python (build(config, model=...)), "
+                              "which its config cannot rebuild: build that network yourself and load "
+                              "checkpoint['state_dict'] into Classifier(Preprocess(mean, std), network)")
+    model = build_classifier(config.model, len(checkpoint["classes"]), tuple(checkpoint["input_shape"]),
+                             norm["mean"], norm["std"])
     model.load_state_dict(weights)
     return model, config
 
@@ -66,10 +79,7 @@ def load_saved_model(path: Path) -> SavedModel:
     path = Path(path)
     checkpoint = load_checkpoint(path)
     model, config = model_from_checkpoint(checkpoint, path)
-    norm = checkpoint.get("normalization")
-    if not norm or "mean" not in norm or "std" not in norm:
-        raise CheckpointError(f"checkpoint {path} holds no normalisation constants (key 'normalization'); it was "
-                              "written by an earlier version: evaluate best_model.pt, or a newer checkpoint")
+    norm = checkpoint["normalization"]
     return SavedModel(path, model.eval(), config, tuple(checkpoint["classes"]),
                       tuple(checkpoint["input_shape"]),  # type: ignore[arg-type]
                       tuple(map(float, norm["mean"])), tuple(map(float, norm["std"])))
@@ -103,26 +113,26 @@ def evaluation_config(saved: SavedModel, dataset: str | None = None, data_dir: P
 
 
 def evaluation_data(saved: SavedModel, config: TrainConfig) -> tuple[Dataset, tuple[str, ...]]:
-    """The dataset to evaluate ``saved`` on, normalised with the checkpoint's constants.
+    """The dataset to evaluate ``saved`` on: raw pixels, which the saved model's preprocessing normalises.
 
     Returns the dataset and the ``path: reason`` lines of images left out by ``--on-bad-image skip``.
 
     Raises:
-        CheckpointError: the data's classes or input shape differ from the checkpoint's.
-        DataError: the folder data cannot be used (see :func:`ignite_app.folder.scan_folder`).
+        CheckpointError: the data's classes or input shape differ from the checkpoint's, or the training data came
+            from Python and no other data was named.
+        DataError: the folder data cannot be used (see :func:`ignite_app.data.scan.scan_folder`).
     """
-    normalization = (saved.mean, saved.std)
-    if (config.dataset == "folder") != (saved.config.dataset == "folder"):
-        # the constants are on another scale (image files: [0, 1]; digits: raw 0..16 values): never mix them
-        raise CheckpointError(f"checkpoint {saved.path} was trained on --dataset {saved.config.dataset}, not on "
-                              f"--dataset {config.dataset}; evaluate it on --dataset {saved.config.dataset} data")
+    if config.python_data and config.dataset == saved.config.dataset and config.data_dir == saved.config.data_dir:
+        raise CheckpointError(f"checkpoint {saved.path} was trained on data given from Python (build(config, "
+                              "data=...)), which its config cannot rebuild; name the data to evaluate on with "
+                              "--dataset or --data-dir, or call evaluate_checkpoint(path, data=...) from Python")
     if config.dataset == "folder":
-        from ignite_app.folder import checkpoint_classes, folder_eval_dataset  # late: Pillow only when needed
+        from ignite_app.data.folder import folder_eval_dataset  # late: Pillow only when needed
+        from ignite_app.data.scan import checkpoint_classes
 
         # the folders must hold exactly the checkpoint's classes; scan_folder refuses anything else
-        return folder_eval_dataset(config, checkpoint_classes(saved.classes, saved.path), saved.mean, saved.std)
-    bundle = load_digits_data(normalization) if config.dataset == "digits" else load_synthetic_data(
-        normalization=normalization)
+        return folder_eval_dataset(config, checkpoint_classes(saved.classes, saved.path))
+    bundle = build_data(config)
     check_matches(saved, bundle)
     return bundle.val, ()
 
@@ -169,7 +179,7 @@ def evaluate_saved(saved: SavedModel, dataset: Dataset, batch_size: int = 256, d
     sampler = ShardSampler(len(dataset), idist.get_rank(), idist.get_world_size())  # no padding: exact counts
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                         pin_memory=device.type == "cuda", collate_fn=getattr(dataset, "collate_fn", None))
-    metrics = {REPORT: ConfusionMatrixMetric(saved.classes, device=device), "loss": Loss(nn.CrossEntropyLoss())}
+    metrics = {REPORT: ConfusionMatrixMetric(saved.classes, device=device), VAL_LOSS: Loss(nn.CrossEntropyLoss())}
     evaluator = create_evaluator(saved.model.to(device), StepOptions(device, non_blocking=device.type == "cuda"),
                                  metrics)
     evaluator.run(loader)

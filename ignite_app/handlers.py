@@ -18,30 +18,42 @@ from typing import Any
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar, global_step_from_engine
+from ignite.handlers import (
+    Checkpoint,
+    EarlyStopping,
+    ProgressBar,
+    global_step_from_engine,
+)
 from ignite.handlers.checkpoint import CheckpointEvents
-from ignite.handlers.param_scheduler import CosineAnnealingScheduler, create_lr_scheduler_with_warmup
-from ignite.handlers.tensorboard_logger import TensorboardLogger
+from ignite.handlers.param_scheduler import (
+    CosineAnnealingScheduler,
+    create_lr_scheduler_with_warmup,
+)
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 
-from ignite_app.checkpoint import DurableSaver
 from ignite_app.config import TrainConfig
-from ignite_app.data import EpochBatchSampler
+from ignite_app.data.samplers import EpochBatchSampler
 from ignite_app.errors import TrainingDiverged
 from ignite_app.events import AppEvents, BestModel
-from ignite_app.metrics import ACCURACY, F1_MACRO, PRECISION_MACRO, RECALL_MACRO, REPORT, ClassificationReport
-from ignite_app.rundir import BEST_MODEL
-from ignite_app.tbchecksum import use_fast_checksums
+from ignite_app.metrics import (
+    ACCURACY,
+    F1_MACRO,
+    PRECISION_MACRO,
+    RECALL_MACRO,
+    REPORT,
+    VAL_LOSS,
+    ClassificationReport,
+)
+from ignite_app.runstate.checkpoint import DurableSaver
+from ignite_app.runstate.rundir import BEST_MODEL
 
 log = logging.getLogger("ignite_app")
 
 # trainer.state.metrics keys (epoch-level values of the training engine)
 EPOCH_LOSS = "epoch_loss"
 LR = "lr"
-# evaluator.state.metrics key of the validation loss (ignite's Loss metric)
-VAL_LOSS = "loss"
 VAL_SCALARS = (VAL_LOSS, ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO)
 # TensorBoard tags: ignite's OutputHandler writes "<tag>/<name>"
 TRAIN_TAG, VAL_TAG = "train", "val"
@@ -291,7 +303,7 @@ def attach_best_checkpoint(evaluator: Engine, trainer: Engine, to_save: Mapping[
     """Write ``out_dir/best_model.pt`` whenever validation accuracy beats the best so far.
 
     ignite's ``Checkpoint`` keeps the bookkeeping (the best score, ``state_dict`` for resuming); the
-    :class:`~ignite_app.checkpoint.DurableSaver` makes each write atomic and durable.
+    :class:`~ignite_app.runstate.checkpoint.DurableSaver` makes each write atomic and durable.
     """
     handler = Checkpoint(
         to_save,
@@ -331,25 +343,6 @@ def attach_early_stopping(evaluator: Engine, trainer: Engine, patience: int) -> 
     handler = EarlyStopping(patience, score_function=lambda engine: engine.state.metrics[ACCURACY], trainer=trainer)
     evaluator.add_event_handler(Events.COMPLETED, handler)
     return handler
-
-
-def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_every: int) -> TensorboardLogger:
-    """Write ``train/loss`` (step = iteration) and the epoch scalars ``train/*``, ``val/*`` (step = epoch).
-
-    The event file is flushed after every validation, so TensorBoard shows an epoch as soon as it is done.
-    """
-    # A queue of 1000 events instead of SummaryWriter's 10: a validation writes ~3 events per class, and a full
-    # queue makes every further event wait for the writer thread (up to 5 ms each, the interpreter's thread switch
-    # interval). The flushes below and at the end of each report job still put every validation on disk.
-    tb = TensorboardLogger(log_dir=str(log_dir), max_queue=1000)
-    use_fast_checksums()
-    tb.attach_output_handler(trainer, Events.ITERATION_COMPLETED(every=log_every), tag=TRAIN_TAG,
-                             output_transform=lambda out: {"loss": float(out["loss"])})
-    tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=TRAIN_TAG, metric_names=[EPOCH_LOSS, LR])
-    tb.attach_output_handler(evaluator, Events.COMPLETED, tag=VAL_TAG, metric_names=list(VAL_SCALARS),
-                             global_step_transform=global_step_from_engine(trainer))
-    evaluator.add_event_handler(Events.COMPLETED, lambda _: tb.writer.flush())
-    return tb
 
 
 def every_seconds(interval: float) -> Callable[[Engine, int], bool]:

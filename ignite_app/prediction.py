@@ -1,7 +1,7 @@
 """Classify image files with a trained model: ``scripts/predict.py``.
 
 The model, its classes, image size, channels and normalisation constants all come from the checkpoint, and each
-file goes through the same decoding and resizing as in training (:mod:`ignite_app.transforms`, never augmented).
+file goes through the same decoding and resizing as in training (:mod:`ignite_app.data.transforms`, never augmented).
 The output is CSV: ``path,label,confidence`` (the softmax probability of the label), plus
 ``label_2,confidence_2,...,label_K,confidence_K`` with ``--top-k K``.
 """
@@ -18,12 +18,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ignite_app.checkpoint import CheckpointError
+from ignite_app.data.formats import IMAGE_EXTENSIONS, is_image_file
+from ignite_app.data.imagecheck import bad_images_message
+from ignite_app.data.scan import find_images
+from ignite_app.data.transforms import ImageTransform, UnreadableImage
 from ignite_app.errors import DataError
 from ignite_app.evaluation import SavedModel
-from ignite_app.folder import find_images
-from ignite_app.imagecheck import bad_images_message
-from ignite_app.transforms import IMAGE_EXTENSIONS, ImageTransform, UnreadableImage, is_image_file
+from ignite_app.runstate.checkpoint import CheckpointError
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def predict(saved: SavedModel, files: Sequence[Path], top_k: int = 1, batch_size
                               "one with evaluate.py)")
     device = device or torch.device("cpu")
     channels, size, _ = saved.input_shape
-    dataset = _Inputs(files, ImageTransform(size, channels, saved.mean, saved.std))
+    dataset = _Inputs(files, ImageTransform(size, channels))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     model = saved.model.to(device).eval()
     predictions: list[Prediction] = []

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ignite_app.distributed import free_port  # noqa: F401  (for the tests: from conftest import free_port)
+from ignite_app.cli.launch import free_port  # noqa: F401  (for the tests: from conftest import free_port)
 
 ROOT = Path(__file__).resolve().parents[1]
 

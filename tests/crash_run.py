@@ -9,6 +9,9 @@ Points (the signal is SIGKILL unless CRASH_SIGNAL names another, e.g. SIGTERM):
     write:NAME          half-way through writing checkpoint file NAME (e.g. training_12.pt, best_model.pt)
 
 The app runs unmodified; the helper only attaches one extra handler or wraps the file write to pick the moment.
+Before a kill at an iteration, a validation or after the best model, it waits for the checkpoints already handed to
+the writer thread, so that which files exist at the kill is the same on every run (a kill inside a write is what
+``write:NAME`` tests).
 """
 
 import io
@@ -22,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ignite.engine import Events  # noqa: E402
 
 import ignite_app.app as app_module  # noqa: E402
-import ignite_app.checkpoint as checkpoint_module  # noqa: E402
-from ignite_app.cli import main  # noqa: E402
+import ignite_app.runstate.checkpoint as checkpoint_module  # noqa: E402
+from ignite_app.cli.train import main  # noqa: E402
 
 POINT, _, ARG = os.environ["CRASH_AT"].partition(":")
 SIGNAL = getattr(signal, os.environ.get("CRASH_SIGNAL", "SIGKILL"))
@@ -33,16 +36,25 @@ def hit(*_: object) -> None:
     os.kill(os.getpid(), SIGNAL)
 
 
+def hit_after_writes(app):
+    def kill(*_: object) -> None:
+        app.handlers.training_checkpoint.save_handler.wait()
+        hit()
+
+    return kill
+
+
 def build_with_trigger(config):
     app = real_build(config)
     trainer, evaluator = app.trainer, app.evaluator
+    kill = hit_after_writes(app) if SIGNAL == signal.SIGKILL else hit  # a stop signal waits by itself
     if POINT == "iteration":
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=int(ARG)), hit)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=int(ARG)), kill)
     elif POINT == "validation":
         evaluator.add_event_handler(Events.ITERATION_COMPLETED,
-                                    lambda e: hit() if trainer.state.epoch == int(ARG) else None)
+                                    lambda e: kill() if trainer.state.epoch == int(ARG) else None)
     elif POINT == "after_best":
-        evaluator.add_event_handler(Events.COMPLETED, lambda e: hit() if trainer.state.epoch == int(ARG) else None)
+        evaluator.add_event_handler(Events.COMPLETED, lambda e: kill() if trainer.state.epoch == int(ARG) else None)
     return app
 
 

@@ -6,7 +6,14 @@ import pickle
 import pytest
 import torch
 
-from ignite_app.checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint, newest_loadable
+from ignite_app.runstate.checkpoint import (
+    CheckpointError,
+    TrainingSaver,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    newest_loadable,
+)
+from ignite_app.runstate.jobs import JobError
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(32)
 LFS_POINTER = (b"version https://git-lfs.github.com/spec/v1\n"
@@ -64,3 +71,24 @@ def test_resume_auto_passes_over_any_unusable_newer_file_with_its_reason(tmp_pat
         f"checkpoint {tmp_path / 'training_10.pt'} refused",
         f"checkpoint {tmp_path / 'training_8.pt'} holds no trainer state (it is not a training checkpoint)"]
     assert caplog.text.count("falling back to the previous checkpoint") == 3
+
+
+def test_a_checkpoint_is_written_from_a_snapshot_taken_when_it_was_saved(tmp_path):
+    saver = TrainingSaver(tmp_path, keep_last=2)
+    weights = torch.zeros(1000)
+    saver({"model": {"w": weights}, "trainer": {"iteration": 6, "epoch_length": 6}}, "training_6.pt")
+    weights.add_(1)  # the training loop moves on while the file is being written
+    saver.close()
+    assert torch.equal(load_checkpoint(tmp_path / "training_6.pt")["model"]["w"], torch.zeros(1000))
+
+
+def test_a_failed_background_write_stops_the_run_at_the_next_save(tmp_path, monkeypatch):
+    def disk_full(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ignite_app.runstate.checkpoint.atomic_write", disk_full)
+    saver = TrainingSaver(tmp_path, keep_last=2)
+    saver({"trainer": {"iteration": 6}}, "training_6.pt")
+    with pytest.raises(JobError, match=r"writing checkpoint .*training_6.pt failed: OSError: \[Errno 28\] No space"):
+        saver.wait()
+    saver.close()

@@ -8,11 +8,15 @@ import pytest
 import torch
 from conftest import ROOT, free_port, run_script
 
-from ignite_app.checkpoint import load_checkpoint
+from ignite_app.runstate.checkpoint import load_checkpoint
 from ignite_app.evaluation import evaluate_checkpoint
 
 VAL_SIZE = 359  # digits validation split
-ARGS = ["--epoch-length", "5", "--log-every", "5", "--no-progress", "--checkpoint-every", "3"]
+# The model comes from a --plugin file: every spawned process, the resumed run and scripts/evaluate.py (which
+# rebuilds the model from the run's config.json) must import it again.
+PLUGIN = str(ROOT / "examples" / "registry_plugin.py")
+ARGS = ["--epoch-length", "5", "--log-every", "5", "--no-progress", "--checkpoint-every", "3", "--plugin", PLUGIN,
+        "--model", "tiny"]
 
 
 def train_2_processes(output_dir, *extra):
@@ -121,3 +125,22 @@ def test_the_evaluate_script_reproduces_a_digits_run(two_process_run, tmp_path):
     assert rows[0] == ["true\\predicted", *map(str, range(10))]
     recorded = load_checkpoint(run_dir / "checkpoints" / "training_10.pt")["best_report"]["counts"]
     assert torch.equal(torch.tensor([[int(v) for v in row[1:]] for row in rows[1:]]), recorded)
+
+
+def _stop_flags_agree(local_rank, out):
+    from ignite_app.runstate.signals import GracefulStop
+
+    stop = GracefulStop()
+    stop.join_processes()
+    answers = [stop.requested()]  # nobody was signalled
+    if idist.get_rank() == 1:
+        stop.signum = 15  # only rank 1 got SIGTERM
+    answers.append(stop.requested())
+    if idist.get_rank() == 0:
+        torch.save({"answers": answers, "signum": stop.signum}, out)
+
+
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_check(tmp_path):
+    with idist.Parallel(backend="gloo", nproc_per_node=2, master_port=free_port()) as parallel:
+        parallel.run(_stop_flags_agree, tmp_path / "rank0.pt")
+    assert torch.load(tmp_path / "rank0.pt") == {"answers": [False, True], "signum": 15}

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from ignite_app.checkpoint import CheckpointError
+from ignite_app.runstate.checkpoint import CheckpointError
 from ignite_app.config import TrainConfig
-from ignite_app.data import load_digits_data
+from ignite_app.data.builtin import load_digits_data
 from ignite_app.errors import DataError
 from ignite_app.evaluation import SavedModel, evaluation_config
 from ignite_app.metrics import ClassificationReport
-from ignite_app.models import build_model
+from ignite_app.models import build_classifier
 from ignite_app.prediction import Prediction, collect_inputs, predict, predictions_csv
 
 
@@ -29,9 +29,9 @@ def report():
 
 
 def saved_model(config, classes=("a", "b"), shape=(3, 8, 8)):
-    model = build_model(config.model, len(classes), shape)
-    return SavedModel(Path("run/best_model.pt"), model.eval(), config, tuple(classes), shape, (0.5,) * shape[0],
-                      (0.25,) * shape[0])
+    mean, std = (0.5,) * shape[0], (0.25,) * shape[0]
+    model = build_classifier(config.model, len(classes), shape, mean, std)
+    return SavedModel(Path("run/best_model.pt"), model.eval(), config, tuple(classes), shape, mean, std)
 
 
 def test_evaluation_data_defaults_to_the_training_runs_and_data_dir_drops_its_split():
@@ -46,10 +46,11 @@ def test_evaluation_data_defaults_to_the_training_runs_and_data_dir_drops_its_sp
     assert evaluation_config(saved, dataset="folder") == trained  # the checkpoint's own dataset: its own folder
 
 
-def test_a_checkpoints_constants_replace_the_recomputed_ones():
-    raw = load_digits_data(normalization=((0.0,), (1.0,)))
-    assert (raw.mean, raw.std) == ((0.0,), (1.0,)) and float(raw.train.images.max()) == 16.0  # raw pixel values
-    assert load_digits_data().mean != raw.mean
+def test_digits_are_raw_uint8_pixels_and_their_constants_are_on_the_unit_scale():
+    data = load_digits_data()
+    images = data.train.images
+    assert images.dtype == torch.uint8 and int(images.max()) == 255  # 0..16 ink levels scaled to 0..255
+    assert data.mean == pytest.approx((float(images.float().mean() / 255),))
 
 
 def test_inputs_are_files_or_folders_searched_recursively(tmp_path):
@@ -91,8 +92,7 @@ def test_predictions_come_in_file_order_with_softmax_confidences(tmp_path):
     assert [p.path for p in predictions] == [str(f) for f in files] and skipped == []
     for p in predictions:
         assert sum(p.confidences) == pytest.approx(1.0) and set(p.labels) == {"a", "b"}
-    x = torch.stack([torch.from_numpy(np.full((3, 8, 8), (40 * i / 255 - 0.5) / 0.25, dtype=np.float32))
-                     for i in range(5)])
+    x = torch.stack([torch.full((3, 8, 8), 40 * i, dtype=torch.uint8) for i in range(5)])  # raw pixels
     with torch.no_grad():
         expected = saved.model(x).softmax(dim=1).max(dim=1).values
     assert [p.confidences[0] for p in predictions] == pytest.approx(expected.tolist(), rel=1e-5)
@@ -100,12 +100,12 @@ def test_predictions_come_in_file_order_with_softmax_confidences(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--nproc-per-node", "2"], "--nproc-per-node 2 needs --backend gloo (CPU) or nccl (GPUs)"),
-    (["--val-split", "1.5"], "--val-split must be > 0 and < 1, got 1.5"),
+    (["--val-split", "1.5"], "--val-split must be < 1, got 1.5"),
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--dataset", "cifar"], "--dataset 'cifar' is not a registered dataset; registered: digits, synthetic, folder"),
 ])
 def test_evaluate_options_are_checked_with_exit_code_2(argv, message, capsys):
-    from ignite_app.evaluate_cli import main
+    from ignite_app.cli.evaluate import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--checkpoint", "best_model.pt", *argv])

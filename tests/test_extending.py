@@ -9,8 +9,9 @@ from conftest import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ignite_app
-from ignite_app import AppEvents, TrainConfig, build, cli
-from ignite_app.checkpoint import load_checkpoint
+from ignite_app import AppEvents, TrainConfig, build
+from ignite_app.cli import train as cli
+from ignite_app.runstate.checkpoint import load_checkpoint
 from ignite_app.errors import UsageError
 from ignite_app.plugins import load_plugin
 

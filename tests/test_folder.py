@@ -13,13 +13,14 @@ from conftest import free_port
 from folder_data import write_digit_folders
 from PIL import Image
 
-import ignite_app.imagecheck as imagecheck
+import ignite_app.data.imagecheck as imagecheck
 from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
 from ignite_app.errors import DataError
-from ignite_app.folder import (FolderDataset, checkpoint_classes, label_map_classes, scan_folder,
-                               stratified_split)
-from ignite_app.imagecheck import check_images
+from ignite_app.data.folder import FolderDataset
+from ignite_app.data.samplers import stratified_split
+from ignite_app.data.scan import checkpoint_classes, label_map_classes, scan_folder
+from ignite_app.data.imagecheck import check_images
 
 
 def folder_config(data_dir, **kwargs):
@@ -53,7 +54,7 @@ def test_a_split_layout_gives_sorted_classes_and_training_statistics(split_dir):
     assert data.mean == pytest.approx([images.mean().item()], rel=1e-9)  # the training images only, resized
     assert data.std == pytest.approx([images.std().item()], rel=1e-9)
     x, y = data.val[0]
-    assert x.shape == (1, 8, 8) and x.dtype == torch.float32 and y == 0
+    assert x.shape == (1, 8, 8) and x.dtype == torch.uint8 and y == 0
 
 
 def test_the_label_map_order_sets_the_class_indices(split_dir, tmp_path):

@@ -17,7 +17,7 @@ from folder_data import write_digit_folders
 from PIL import Image
 
 from ignite_app.app import build
-from ignite_app.checkpoint import CheckpointError, load_checkpoint, training_checkpoints
+from ignite_app.runstate.checkpoint import CheckpointError, load_checkpoint, training_checkpoints
 from ignite_app.config import TrainConfig
 from ignite_app.metrics import read_label_map
 
@@ -109,7 +109,7 @@ def test_predict_on_the_validation_folder_agrees_with_evaluation(folder_run, eva
 
 
 def test_predict_refuses_an_unreadable_input_unless_told_to_skip_it(folder_run, data_dir, tmp_path, capsys):
-    from ignite_app.predict_cli import main
+    from ignite_app.cli.predict import main
 
     checkpoint = folder_run[0] / "checkpoints" / "best_model.pt"
     bad = tmp_path / "bad.png"

@@ -7,8 +7,9 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-import ignite_app.checkpoint as checkpoint_module
-from ignite_app.checkpoint import BEST_MODEL, Value, load_checkpoint
+import ignite_app.runstate.checkpoint as checkpoint_module
+from ignite_app.runstate.checkpoint import Value, load_checkpoint
+from ignite_app.runstate.rundir import BEST_MODEL
 from ignite_app.config import TrainConfig
 from ignite_app.data import EpochBatchSampler
 from ignite_app.errors import TrainingDiverged

@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from ignite_app.cli import output_dir_problem
+from ignite_app.cli.train import output_dir_problem
 from ignite_app.config import TrainConfig
-from ignite_app.fileio import output_path_problem
-from ignite_app.predict_cli import main as predict_main
-from ignite_app.predict_cli import overwritten_input
+from ignite_app.runstate.fileio import output_path_problem
+from ignite_app.cli.predict import main as predict_main
+from ignite_app.cli.predict import overwritten_input
 
 # module: (the options before the output option, the output option, what the fix says)
 CLIS = {
-    "cli": ([], "--output-dir", "pass a folder you can write to: the run folders are created in it"),
-    "evaluate_cli": (["--checkpoint", "missing.pt"], "--output",
+    "cli.train": ([], "--output-dir", "pass a folder you can write to: the run folders are created in it"),
+    "cli.evaluate": (["--checkpoint", "missing.pt"], "--output",
                      "pass a folder you can write to: the two CSV files are written into it"),
-    "predict_cli": (["--checkpoint", "missing.pt", "photo.png"], "--output",
+    "cli.predict": (["--checkpoint", "missing.pt", "photo.png"], "--output",
                     "pass the CSV file to write, in a folder you can write to"),
 }
 
@@ -96,7 +96,7 @@ def test_an_output_that_is_a_file_or_lies_under_one_exits_2_before_torch_is_impo
                                                                                      reason):
     before, flag, fix = CLIS[module]
     output = output.format(file=a_file)
-    if module == "predict_cli" and output == str(a_file):
+    if module == "cli.predict" and output == str(a_file):
         output = str(a_file.parent)  # an existing file is a valid --output for predict: the folder is not
         reason, fix = "is a folder, not a file", f"pass the CSV file to write, e.g. {a_file.parent}/predictions.csv"
     outcome, err = run_main(module, [*before, flag, output])
@@ -132,7 +132,7 @@ def test_predict_refuses_an_output_that_is_one_of_its_inputs(tmp_path, spelling)
               "link": tmp_path / "link.png"}[spelling]
     if spelling == "link":
         output.symlink_to(photo)
-    outcome, err = run_main("predict_cli", ["--checkpoint", "missing.pt", str(tmp_path), str(photo),
+    outcome, err = run_main("cli.predict", ["--checkpoint", "missing.pt", str(tmp_path), str(photo),
                                             "--output", str(output)])
     assert outcome == "2 False", err
     assert (f"error: --output {output} is the input {photo}: the CSV would replace it; pass another file, e.g. "

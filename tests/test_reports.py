@@ -11,11 +11,12 @@ import pytest
 from matplotlib.font_manager import FontProperties, findfont
 from PIL import Image, ImageDraw, ImageFont
 
-from ignite_app import heatmap, reports
+from ignite_app.reporting import heatmap
+from ignite_app.reporting import writers as reports
 from ignite_app.handlers import EpochRecord
-from ignite_app.heatmap import DPI, MAX_TICK_LABELS, heatmap_figure, heatmap_png
+from ignite_app.reporting.heatmap import DPI, MAX_TICK_LABELS, heatmap_figure, heatmap_png
 from ignite_app.metrics import ClassificationReport
-from ignite_app.reports import (
+from ignite_app.reporting.writers import (
     HISTORY_COLUMNS,
     classification_report_csv,
     confusion_matrix_csv,

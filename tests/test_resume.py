@@ -13,9 +13,9 @@ import torch
 from conftest import ROOT, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ignite_app.checkpoint import load_checkpoint, training_checkpoints
-from ignite_app.reports import HISTORY_CSV, REPORT_FILES
-from ignite_app.rundir import RunLock, RunPaths
+from ignite_app.runstate.checkpoint import load_checkpoint, training_checkpoints
+from ignite_app.reporting.writers import HISTORY_CSV, REPORT_FILES
+from ignite_app.runstate.rundir import RunLock, RunPaths
 
 # 3 epochs of 6 iterations; mid-epoch checkpoints at iterations 4, 8 and 16, epoch checkpoints at 6, 12 and 18
 ARGS = ["--epochs", "3", "--epoch-length", "6", "--checkpoint-every", "4", "--log-every", "2", "--no-progress",

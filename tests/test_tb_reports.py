@@ -14,19 +14,18 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_reports import record
 from torch import nn
 
-import ignite_app.tb_reports as tb_reports
+import ignite_app.reporting.tensorboard as tb_reports
 from ignite_app.app import build
 from ignite_app.config import TrainConfig
 from ignite_app.engines import StepOptions, create_trainer
-from ignite_app.eventfiles import purge_events_after
+from ignite_app.reporting.eventfiles import purge_events_after
 from ignite_app.handlers import BestReport, attach_best_report, attach_validation
 from ignite_app.metrics import REPORT, ClassificationReport
-from ignite_app.report_files import attach_history, attach_report_files
-from ignite_app.reports import HISTORY_CSV, classification_report_csv, confusion_matrix_csv, history_row
-from ignite_app.rundir import RunLock
-from ignite_app.tb_reports import (
-    BackgroundJobs,
-    ReportError,
+from ignite_app.reporting.files import attach_history, attach_report_files
+from ignite_app.reporting.writers import HISTORY_CSV, classification_report_csv, confusion_matrix_csv, history_row
+from ignite_app.runstate.rundir import RunLock
+from ignite_app.runstate.jobs import BackgroundJobs, JobError
+from ignite_app.reporting.tensorboard import (
     attach_hparams,
     attach_norm_logging,
     attach_report_logging,
@@ -82,7 +81,7 @@ def test_jobs_run_in_order_on_one_other_thread():
 @pytest.mark.parametrize("synchronous", [False, True])
 def test_a_failed_job_is_raised_in_the_caller_with_its_cause(synchronous):
     jobs = BackgroundJobs(synchronous=synchronous)
-    with pytest.raises(ReportError, match="drawing epoch 2 failed: ZeroDivisionError: division by zero") as info:
+    with pytest.raises(JobError, match="drawing epoch 2 failed: ZeroDivisionError: division by zero") as info:
         jobs.submit("drawing epoch 2", lambda: 1 / 0)
         jobs.wait()
     assert isinstance(info.value.__cause__, ZeroDivisionError)
@@ -94,7 +93,7 @@ def test_a_failure_surfaces_at_the_next_submit_once_the_job_has_finished():
     jobs.submit("drawing epoch 1", lambda: 1 / 0)
     while jobs._pending and not jobs._pending[0][1].done():
         time.sleep(0.01)
-    with pytest.raises(ReportError, match="drawing epoch 1 failed"):
+    with pytest.raises(JobError, match="drawing epoch 1 failed"):
         jobs.submit("drawing epoch 2", lambda: None)
     jobs.close()
 
@@ -318,7 +317,7 @@ def test_a_failing_drawing_stops_the_run_at_the_next_validation(tb, monkeypatch)
     monkeypatch.setattr(tb_reports, "heatmap_png", broken)
     trainer, evaluator = scripted_pair(scripted_reports(3))
     attach_report_logging(evaluator, trainer, tb, NAMES, BackgroundJobs())
-    with pytest.raises(ReportError, match="logging the validation report of epoch 1 to TensorBoard failed: "
+    with pytest.raises(JobError, match="logging the validation report of epoch 1 to TensorBoard failed: "
                                           "RuntimeError: no font"):
         trainer.run([0], max_epochs=3)
     assert trainer.state.epoch == 2  # raised when epoch 2's validation waited for epoch 1's drawing
@@ -331,7 +330,7 @@ def test_a_run_whose_last_drawing_fails_raises_when_it_closes_and_still_closes_i
 
     monkeypatch.setattr(tb_reports, "heatmap_png", broken)
     app = build(TrainConfig(epochs=1, epoch_length=2, output_dir=tmp_path, run_name="run", progress=False))
-    with pytest.raises(ReportError, match="validation report of epoch 1 to TensorBoard failed: RuntimeError"):
+    with pytest.raises(JobError, match="validation report of epoch 1 to TensorBoard failed: RuntimeError"):
         app.run()
     RunLock(app.paths).release()  # the folder was released: taking the lock again works
     assert app.handlers.tb_logger.writer.file_writer is None  # SummaryWriter.close() ran

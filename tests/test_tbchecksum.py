@@ -7,7 +7,7 @@ from tensorboard.compat.tensorflow_stub import errors, pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
 from torch.utils.tensorboard import SummaryWriter
 
-from ignite_app.tbchecksum import masked_crc32c, use_fast_checksums
+from ignite_app.reporting.tbchecksum import masked_crc32c, use_fast_checksums
 
 TENSORBOARDS_OWN = pywrap_tensorflow.masked_crc32c  # before any test replaced it
 
@@ -42,3 +42,25 @@ def test_event_files_are_written_and_read_with_it_and_corruption_is_still_found(
     path.write_bytes(bytes(data))
     with pytest.raises(errors.DataLossError, match="crc32"):
         list(records())
+
+
+def test_a_tensorboard_without_the_replaced_function_keeps_its_own_with_one_warning(monkeypatch, caplog):
+    # a tensorboard version that moved the function: the patch must not crash set-up nor silently do nothing
+    monkeypatch.setattr(record_writer, "masked_crc32c", TENSORBOARDS_OWN)
+    monkeypatch.setattr(pywrap_tensorflow, "masked_crc32c", TENSORBOARDS_OWN)
+    monkeypatch.delattr(record_writer, "masked_crc32c")
+    assert use_fast_checksums() is False
+    assert pywrap_tensorflow.masked_crc32c is TENSORBOARDS_OWN  # nothing half-replaced
+    assert caplog.text.count("checksums stay in pure Python") == 1
+    assert "tensorboard.summary.writer.record_writer has no masked_crc32c" in caplog.text
+
+
+def test_importing_tensorboard_logging_does_not_switch_it_on():
+    import subprocess
+    import sys
+
+    code = ("import ignite_app.reporting.tensorboard, ignite_app.reporting.eventfiles\n"
+            "from tensorboard.summary.writer import record_writer\n"
+            "print(record_writer.masked_crc32c.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() != "ignite_app.reporting.tbchecksum"  # the app switches it on, explicitly

@@ -16,9 +16,9 @@ from conftest import free_port, run_script
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ignite_app.checkpoint import load_checkpoint
+from ignite_app.runstate.checkpoint import load_checkpoint
 from ignite_app.metrics import ClassificationReport
-from ignite_app.reports import HISTORY_COLUMNS, classification_report_csv, confusion_matrix_csv
+from ignite_app.reporting.writers import HISTORY_COLUMNS, classification_report_csv, confusion_matrix_csv
 
 CLASSES = [str(d) for d in range(10)]
 EPOCHS = [1, 2]

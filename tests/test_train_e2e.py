@@ -7,9 +7,11 @@ import torch
 from conftest import run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ignite_app import cli
+from ignite_app.cli import train as cli
 from ignite_app.config import TrainConfig
-from ignite_app.data import load_digits_data
+from ignite_app.app import build
+from ignite_app.data.builtin import TensorImageDataset, load_digits_data
+from ignite_app.errors import TrainingDiverged
 from ignite_app.metrics import read_label_map
 
 BEST_KEYS = {"state_dict", "optimizer", "lr_scheduler", "best_acc", "epoch", "classes", "config"}
@@ -67,14 +69,15 @@ def test_an_invalid_option_exits_with_2_and_names_the_flag(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_diverging_run_fails_with_exit_code_1(tmp_path, monkeypatch, caplog):
-    bundle = load_digits_data()
-    bundle.train.images[:, 0, 0, 0] = float("nan")  # a poisoned pixel in every image: NaN from the first step
-    monkeypatch.setattr("ignite_app.app.build_data", lambda config: bundle)
-    code = cli.main(["--epochs", "1", "--output-dir", str(tmp_path), "--run-name", "nan", "--no-progress"])
-    assert code == 1
-    assert ("training stopped: the training loss became non-finite at iteration 1 (epoch 1); detected at "
-            "iteration 10" in caplog.text)
+def test_a_diverging_run_stops_with_the_iteration_where_the_loss_went_bad(tmp_path):
+    digits = load_digits_data()
+    images = digits.train.images.float() / 255
+    images[:, 0, 0, 0] = float("nan")  # a poisoned pixel in every image: NaN from the first step
+    data = (TensorImageDataset(images, digits.train.labels), digits.val, digits.classes)
+    app = build(TrainConfig(epochs=1, output_dir=tmp_path, run_name="nan", progress=False), data=data)
+    with pytest.raises(TrainingDiverged, match=r"the training loss became non-finite at iteration 1 \(epoch 1\); "
+                                               r"detected at iteration 10"):
+        app.run()
 
 
 def test_nan_weights_never_become_the_best_model(tmp_path, caplog):

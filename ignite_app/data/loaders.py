@@ -1,0 +1,38 @@
+"""The data loaders of a run: training batches from :class:`EpochBatchSampler`, validation from
+:class:`ShardSampler`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ignite_app.config import TrainConfig
+from ignite_app.data.samplers import EpochBatchSampler, ShardSampler
+from ignite_app.data.spec import DataBundle
+
+
+def _loader_kwargs(dataset: Dataset, num_workers: int, pin_memory: bool, seed: int) -> dict[str, Any]:
+    return {
+        "num_workers": num_workers,
+        "persistent_workers": num_workers > 0,
+        "pin_memory": pin_memory,
+        "collate_fn": getattr(dataset, "collate_fn", None),
+        # The loader draws its workers' base seed from this generator, not from the global RNG, so creating an
+        # iterator (an evaluation, say) does not shift the dropout masks of the training that follows.
+        "generator": torch.Generator().manual_seed(seed),
+    }
+
+
+def build_loaders(data: DataBundle, config: TrainConfig, rank: int = 0, world_size: int = 1,
+                  pin_memory: bool = False) -> tuple[DataLoader, DataLoader]:
+    """The training loader (an :class:`EpochBatchSampler`) and the validation loader (a :class:`ShardSampler`)."""
+    batches = EpochBatchSampler(len(data.train), config.batch_size, config.seed, rank, world_size,
+                                num_batches=config.epoch_length,
+                                with_seeds=getattr(data.train, "takes_sample_seeds", False))
+    train = DataLoader(data.train, batch_sampler=batches,
+                       **_loader_kwargs(data.train, config.num_workers, pin_memory, config.seed))
+    val = DataLoader(data.val, batch_size=config.batch_size, sampler=ShardSampler(len(data.val), rank, world_size),
+                     **_loader_kwargs(data.val, config.num_workers, pin_memory, config.seed))
+    return train, val

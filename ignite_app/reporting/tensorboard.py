@@ -1,0 +1,254 @@
+"""The validation report in TensorBoard: heatmaps, per-class scalars, the report as text, hparams, parameter norms.
+
+Written by rank 0 into the run's own event file (step = epoch unless stated):
+
+=========================================  ========  ====================================================
+tag                                        tab       what
+=========================================  ========  ====================================================
+``val/confusion_matrix``                   IMAGES    counts heatmap, class names on both axes
+``val/confusion_matrix_normalized``        IMAGES    rows divided by their sum: the diagonal is the recall
+``val/per_class/<class>/precision`` ...    SCALARS   precision, recall and f1 of every class
+``val/classification_report``              TEXT      the per-class table with macro and weighted rows
+``hparam/best_accuracy``                   HPARAMS   at the end of a run, with the config's options
+``weights_norm/<param>``                   SCALARS   ``--log-weights N``: L2 norm per parameter, step = iteration
+``grads_norm/<param>``                     SCALARS   ``--log-grads N``: L2 norm of its gradient, step = iteration
+=========================================  ========  ====================================================
+
+The report costs about 30 ms per validation (see ``benchmarks/report_cost.py``), ~7% of a tiny digits epoch, so
+the evaluator only stamps the wall time and hands the (immutable) report to one background thread, which writes
+everything with that time. The thread frees the training loop while it waits for
+an accelerator or for data; it cannot make drawing free on a CPU that training already keeps busy (drawing is
+Python code, which holds the GIL).
+The training checkpoint of an epoch is written right after its validation; waiting there for the drawing would put
+it back on the training loop's path. The checkpoint records the last validation's report instead, and a resumed
+run drops that epoch's report events and writes them again: whether or not the interrupted process finished them,
+each appears exactly once. At the end of a run (or on an error or a stop signal) the app waits for the thread
+before it closes the event file.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import global_step_from_engine
+from ignite.handlers.tensorboard_logger import (
+    GradsScalarHandler,
+    TensorboardLogger,
+    WeightsScalarHandler,
+)
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.text.summary_v2 import text_pb
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from ignite_app.config import TrainConfig
+from ignite_app.handlers import (
+    EPOCH_LOSS,
+    LR,
+    TRAIN_TAG,
+    VAL_SCALARS,
+    VAL_TAG,
+    BestReport,
+)
+from ignite_app.metrics import REPORT, ClassificationReport
+from ignite_app.reporting.heatmap import heatmap_png
+from ignite_app.runstate.jobs import BackgroundJobs
+from ignite_app.reporting.writers import heatmap_title, png_size, report_markdown
+
+CONFUSION_MATRIX_TAG = "val/confusion_matrix"
+NORMALIZED_TAG = "val/confusion_matrix_normalized"
+REPORT_TEXT_TAG = "val/classification_report"
+PER_CLASS_PREFIX = "val/per_class/"
+PER_CLASS_SCORES = ("precision", "recall", "f1")
+BEST_ACCURACY_TAG = "hparam/best_accuracy"
+REPORT_TAGS = (CONFUSION_MATRIX_TAG, NORMALIZED_TAG, REPORT_TEXT_TAG)  # plus every PER_CLASS_PREFIX tag
+REPORT_LOGGING = "report_logging"  # the training checkpoint's key for ReportLogger.state_dict()
+ParamNormHandler = WeightsScalarHandler | GradsScalarHandler
+
+
+def class_tags(class_names: Sequence[str]) -> list[str]:
+    """Each class name as one tag component: ``/`` (which would nest groups) and whitespace become ``_``.
+
+    TensorBoard accepts other characters as they are. Two names that become the same (``a b`` and ``a_b``) are told
+    apart by the class index: ``a_b`` and ``a_b_1``.
+    """
+    tags: list[str] = []
+    for i, name in enumerate(class_names):
+        tag = re.sub(r"[/\s]", "_", name)
+        tags.append(f"{tag}_{i}" if tag in tags else tag)
+    return tags
+
+
+def image_summary(tag: str, png: bytes) -> Summary:
+    """An image summary holding ``png`` as it is (``SummaryWriter.add_image`` would decode and encode it again)."""
+    width, height = png_size(png)
+    return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(height=height, width=width, colorspace=3,
+                                                                      encoded_image_string=png))])
+
+
+def write_report_summaries(writer: SummaryWriter, report: ClassificationReport, epoch: int, walltime: float) -> None:
+    """Write one validation's per-class scalars, report text and heatmaps, all at step ``epoch`` and ``walltime``."""
+    per_class = report.per_class
+    for tag, (_, row) in zip(class_tags(report.class_names), per_class.iterrows()):
+        for score in PER_CLASS_SCORES:
+            writer.add_scalar(f"{PER_CLASS_PREFIX}{tag}/{score}", float(row[score]), epoch, walltime=walltime)
+    # text_pb rather than SummaryWriter.add_text, which appends "/text_summary" to the tag and stores a 1-element
+    # list, which the TEXT tab shows as a table around the markdown
+    writer.file_writer.add_summary(text_pb(REPORT_TEXT_TAG, report_markdown(report)), epoch, walltime)
+    title = heatmap_title(epoch, report)
+    for tag, normalize in ((CONFUSION_MATRIX_TAG, False), (NORMALIZED_TAG, True)):
+        png = heatmap_png(report.counts, report.class_names, normalize=normalize, title=title)
+        writer.file_writer.add_summary(image_summary(tag, png), epoch, walltime)
+    writer.flush()  # on disk when the job ends: a kill after the next checkpoint cannot lose them
+
+
+def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_every: int) -> TensorboardLogger:
+    """Write ``train/loss`` (step = iteration) and the epoch scalars ``train/*``, ``val/*`` (step = epoch).
+
+    The event file is flushed after every validation, so TensorBoard shows an epoch as soon as it is done.
+    """
+    # A queue of 1000 events instead of SummaryWriter's 10: a validation writes ~3 events per class, and a full
+    # queue makes every further event wait for the writer thread (up to 5 ms each, the interpreter's thread switch
+    # interval). The flushes below and at the end of each report job still put every validation on disk.
+    tb = TensorboardLogger(log_dir=str(log_dir), max_queue=1000)
+    tb.attach_output_handler(trainer, Events.ITERATION_COMPLETED(every=log_every), tag=TRAIN_TAG,
+                             output_transform=lambda out: {"loss": float(out["loss"])})
+    tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=TRAIN_TAG, metric_names=[EPOCH_LOSS, LR])
+    tb.attach_output_handler(evaluator, Events.COMPLETED, tag=VAL_TAG, metric_names=list(VAL_SCALARS),
+                             global_step_transform=global_step_from_engine(trainer))
+    evaluator.add_event_handler(Events.COMPLETED, lambda _: tb.writer.flush())
+    return tb
+
+
+class ReportLogger:
+    """Evaluator handler: send each validation's report to TensorBoard through :class:`BackgroundJobs`.
+
+    Its ``state_dict`` is the last validation's counts, epoch and wall time; after :meth:`load_state_dict`, the
+    trainer's ``STARTED`` writes that validation again (see the module docstring).
+    """
+
+    def __init__(self, writer: SummaryWriter, class_names: tuple[str, ...], jobs: BackgroundJobs) -> None:
+        self.writer, self.class_names, self.jobs = writer, class_names, jobs
+        self.last: dict[str, Any] | None = None
+        self._replay: dict[str, Any] | None = None
+
+    def __call__(self, evaluator: Engine, trainer: Engine) -> None:
+        # At most one validation in flight: a checkpoint then only needs to carry the last one. This waits only if
+        # the previous validation's drawing took longer than a whole epoch.
+        self.jobs.wait()
+        self._submit(evaluator.state.metrics[REPORT], trainer.state.epoch, time.time())
+
+    def _submit(self, report: ClassificationReport, epoch: int, walltime: float) -> None:
+        # The wall time is taken now, not when the worker gets to it: a resumed run drops every event stamped
+        # after its checkpoint, and this validation happened before the checkpoint of its epoch.
+        self.last = {"epoch": epoch, "walltime": walltime, "counts": torch.from_numpy(report.counts.copy())}
+        self.jobs.submit(f"logging the validation report of epoch {epoch} to TensorBoard", write_report_summaries,
+                         self.writer, report, epoch, walltime)
+
+    def replay(self, engine: Engine) -> None:
+        """Write the validation restored by :meth:`load_state_dict` again (attached to the trainer's STARTED)."""
+        if self._replay is not None:
+            state, self._replay = self._replay, None
+            report = ClassificationReport.from_counts(state["counts"].numpy(), self.class_names)
+            self._submit(report, int(state["epoch"]), float(state["walltime"]))
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.last) if self.last is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.last = self._replay = dict(state) if state else None
+
+
+def attach_report_logging(evaluator: Engine, trainer: Engine, tb_logger: TensorboardLogger,
+                          class_names: tuple[str, ...], jobs: BackgroundJobs) -> ReportLogger:
+    """Log each validation's report to TensorBoard (step = the trainer's epoch), drawn by ``jobs``' thread."""
+    logger = ReportLogger(tb_logger.writer, class_names, jobs)
+    evaluator.add_event_handler(Events.COMPLETED, logger, trainer)
+    trainer.add_event_handler(Events.STARTED, logger.replay)
+    return logger
+
+
+def pending_report_events(checkpoint: Mapping[str, Any]) -> Callable[[Event], bool] | None:
+    """Which events a run resumed from ``checkpoint`` must drop because :meth:`ReportLogger.replay` rewrites them.
+
+    The interrupted process may or may not have written the last validation's report before it stopped.
+    """
+    state = checkpoint.get(REPORT_LOGGING)
+    if not state:
+        return None
+    epoch = int(state["epoch"])
+
+    def is_pending(event: Event) -> bool:
+        return event.step == epoch and any(v.tag in REPORT_TAGS or v.tag.startswith(PER_CLASS_PREFIX)
+                                           for v in event.summary.value)
+
+    return is_pending
+
+
+def hparam_values(config: TrainConfig) -> dict[str, bool | int | float | str]:
+    """The config's options as HPARAMS values: paths and lists as text, optional options always as text (``"none"``).
+
+    TensorBoard gives a column one type, found from one run's values; an option that is a number in one run and
+    ``None`` in another would mix types, so optional options are text everywhere.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    values: dict[str, bool | int | float | str] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        optional = type(None) in typing.get_args(hints[f.name])
+        if isinstance(value, tuple):  # --handler specs: one text cell
+            value = ",".join(value)
+        values[f.name] = "none" if value is None else str(value) if optional or isinstance(value, Path) else value
+    return values
+
+
+def write_hparams(writer: SummaryWriter, values: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
+    """Write an hparams session into ``writer``'s own event file: one HPARAMS row per run folder.
+
+    ``SummaryWriter.add_hparams`` would write it into a new sub-folder, which TensorBoard shows as a second run.
+    """
+    for summary in hparams(dict(values), dict(metrics)):  # experiment, session start, session end
+        writer.file_writer.add_summary(summary, step)
+    for tag, value in metrics.items():  # the HPARAMS tab reads a metric's value from the scalar of that tag
+        writer.add_scalar(tag, value, step)
+    writer.flush()
+
+
+def attach_hparams(trainer: Engine, tb_logger: TensorboardLogger, config: TrainConfig,
+                   best: BestReport) -> Callable[[Engine], None]:
+    """When the run completes (not when it is interrupted), write the config and the best accuracy as hparams."""
+
+    def log_hparams(engine: Engine) -> None:
+        if best.report is not None:
+            write_hparams(tb_logger.writer, hparam_values(config), {BEST_ACCURACY_TAG: best.accuracy},
+                          engine.state.epoch)
+
+    trainer.add_event_handler(Events.COMPLETED, log_hparams)
+    return log_hparams
+
+
+def attach_norm_logging(trainer: Engine, tb_logger: TensorboardLogger, model: nn.Module, weights_every: int | None,
+                        grads_every: int | None) -> list[ParamNormHandler]:
+    """Log each parameter's L2 norm (``weights_norm/<name>``) and its gradient's (``grads_norm/<name>``).
+
+    ignite's handlers, every ``weights_every`` / ``grads_every`` iterations (``None``: off); a parameter name's
+    dots become slashes (``features.0.weight`` -> ``weights_norm/features/0/weight``). ITERATION_COMPLETED sees this
+    step's gradients: the trainer clears them at the start of the next step, not after ``optimizer.step()``.
+    """
+    attached: list[ParamNormHandler] = []
+    for every, handler in ((weights_every, WeightsScalarHandler), (grads_every, GradsScalarHandler)):
+        if every is not None:
+            attached.append(handler(model, reduction=torch.norm))
+            tb_logger.attach(trainer, attached[-1], Events.ITERATION_COMPLETED(every=every))
+    return attached
+
