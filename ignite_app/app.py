@@ -29,7 +29,6 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, EarlyStopping, ProgressBar
 from ignite.handlers.tensorboard_logger import TensorboardLogger
-from ignite.metrics import Loss
 from ignite.utils import manual_seed
 from torch import nn
 from torch.utils.data import DataLoader
@@ -41,7 +40,6 @@ from ignite_app.device import resolve_device
 from ignite_app.engines import StepOptions, create_evaluator, create_trainer
 from ignite_app.errors import Interrupted, UsageError
 from ignite_app.handlers import (
-    VAL_LOSS,
     BestReport,
     EpochLoss,
     EpochSummary,
@@ -57,7 +55,8 @@ from ignite_app.handlers import (
     attach_progress_bar,
     attach_validation,
 )
-from ignite_app.metrics import REPORT, ConfusionMatrixMetric, write_label_map
+from ignite_app.metrics import ACCURACY, write_label_map
+from ignite_app.metrics.validation import validation_metrics
 from ignite_app.models import build_classifier, build_optimizer, param_groups
 from ignite_app.plugins import Plugin, load_plugins
 from ignite_app.reporting.eventfiles import purge_events_after
@@ -124,6 +123,8 @@ class RunResult:
     epochs: int
     stopped_by_handler: int | None = None  # the iteration at which a handler's trainer.terminate() stopped the run
     resumable: bool = False  # (stopped by a handler) whether a checkpoint was written at that iteration
+    best_metric: str = ACCURACY  # --best-metric, which chose the best epoch, and its value there
+    best_value: float = math.nan
 
 
 @dataclass
@@ -208,15 +209,22 @@ class App:
                         "; no checkpoint could be written there (it ended an epoch before its validation), the last "
                         "one is " + ", ".join(p.name for p in training_checkpoints(self.paths.checkpoints)[:1]))
             if best.report is not None:
-                log.info("best so far: epoch %d, val accuracy %.2f%%", best.epoch, 100 * best.accuracy)
+                log.info("best so far: epoch %d, val accuracy %.2f%%%s", best.epoch, 100 * best.accuracy,
+                         _chosen_by(best))
         elif best.report is not None:
-            log.info("best epoch %d: val accuracy %.2f%%\n%s", best.epoch, 100 * best.accuracy, best.report)
+            log.info("best epoch %d: val accuracy %.2f%%%s\n%s", best.epoch, 100 * best.accuracy, _chosen_by(best),
+                     best.report)
         log.info("best checkpoint: %s", self.paths.best_model)
         if self.handlers.report_files is not None:
             log.info("reports: %s", self.paths.reports)
         log.info("TensorBoard: tensorboard --logdir %s", self.config.output_dir)
         return RunResult(best.accuracy, best.epoch, self.paths.best_model, self.trainer.state.epoch,
-                         handler_stop.stopped_at, handler_stop.saved)
+                         handler_stop.stopped_at, handler_stop.saved, best.metric, best.value)
+
+
+def _chosen_by(best: BestReport) -> str:
+    """How the best epoch was chosen, when not by accuracy: ", chosen by ap_macro 0.9950"."""
+    return "" if best.metric == ACCURACY else f", chosen by {best.metric} {best.value:.4f}"
 
 
 def close_all(closers: list[Callable[[], None]]) -> None:
@@ -283,7 +291,7 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
 
     # 4. engines: step functions only; evaluation runs the bare model (DDP would sync on every forward)
     trainer = create_trainer(model, optimizer, loss_fn, options, scaler)
-    metrics = {REPORT: ConfusionMatrixMetric(bundle.classes, device=device), VAL_LOSS: Loss(loss_fn, device=device)}
+    metrics = validation_metrics(bundle.classes, loss_fn, device, mistakes=config.log_mistakes)
     evaluator = create_evaluator(unwrap(model), options, metrics)
 
     # 5. the run folder, once everything above has been accepted; rank 0 creates it and tells the others
@@ -304,13 +312,13 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
             attach_buffer_sync(evaluator, unwrap(model))
         attach_validation(trainer, evaluator, val_loader)
         attach_finite_guard(evaluator, trainer, unwrap(model))  # before anything keeps the model as the best
-        best_report = attach_best_report(evaluator, trainer, bundle.classes)
+        best_report = attach_best_report(evaluator, trainer, bundle.classes, config.best_metric)
         lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
         best_checkpoint = attach_best_checkpoint(
             evaluator, trainer,
             best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, bundle, config),
-            paths.checkpoints)
-        early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience)
+            paths.checkpoints, config.best_metric)
+        early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience, config.best_metric)
         tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every) if first else None
         jobs: BackgroundJobs | None = None
         report_logging: ReportLogger | None = None
@@ -321,7 +329,8 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
             closers.append(tb_logger.close)
             jobs = BackgroundJobs()
             closers.append(jobs.close)  # runs before tb_logger.close: the last reports reach the event file
-            report_logging = attach_report_logging(evaluator, trainer, tb_logger, bundle.classes, jobs)
+            report_logging = attach_report_logging(evaluator, trainer, tb_logger, bundle.classes, jobs,
+                                                   config.pr_curves)
             report_files = attach_report_files(evaluator, trainer, best_report, paths.reports, jobs)
             # the network's parameters, named as in the network (the preprocessing has none)
             norm_logging = attach_norm_logging(trainer, tb_logger, classifier.network, config.log_weights,
@@ -494,7 +503,8 @@ def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_s
         "state_dict": model,
         "optimizer": optimizer,
         "lr_scheduler": lr_scheduler if lr_scheduler is not None else Value(lambda: None),
-        "best_acc": Value(lambda: float(best.accuracy)),
+        "best_acc": Value(lambda: float(best.accuracy)),  # the accuracy of the best model, whatever chose it
+        "best_metric": Value(lambda: {"name": best.metric, "value": float(best.value)}),
         "epoch": Value(lambda: int(trainer.state.epoch)),
         **model_description(data, config),
     }

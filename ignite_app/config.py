@@ -23,6 +23,7 @@ from ignite_app.registry import DATASETS, MODELS, OPTIMIZERS, Registry, UnknownN
 
 LR_SCHEDULERS = ("plateau", "cosine", "none")
 PLATEAU_MONITORS = ("train_loss", "val_loss", "val_accuracy")
+BEST_METRICS = ("accuracy", "f1_macro", "ap_macro")  # --best-metric: validation metrics, higher is better
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
 CHANNELS = (1, 3)
@@ -157,7 +158,7 @@ class TrainConfig(Options):
                                    low=0.0, high=1.0, low_open=True, high_open=True)
     plateau_patience: int = option(2, "plateau: epochs without improvement before the lr is lowered", low=0)
     warmup_epochs: float = option(1.0, "cosine: epochs of linear lr warm-up", low=0.0)
-    early_stopping_patience: int = option(0, "stop after this many validations without a better accuracy "
+    early_stopping_patience: int = option(0, "stop after this many validations without a better --best-metric "
                                           "(0 = off)", low=0)
     # run control
     seed: int = option(0, "random seed for weights, data order and dropout", low=0)
@@ -208,6 +209,14 @@ class TrainConfig(Options):
     resume: str | None = option(None, "continue a run: a training checkpoint's path, or 'auto' for the newest "
                                 "readable checkpoint of --run-name (none yet: start it)", metavar="PATH|auto",
                                 affects_results=False)
+    # scores of the probabilities: the best-model metric, PR curves, confident mistakes
+    best_metric: str = option("accuracy", "the validation metric that chooses best_model.pt and drives early "
+                              "stopping: accuracy, f1_macro (macro F1) or ap_macro (mean average precision)",
+                              choices=BEST_METRICS)
+    pr_curves: int = option(20, "TensorBoard PR curves (val/pr_curve/<class>) of at most N classes per validation, "
+                            "the lowest AP first (0 = none)", low=0, metavar="N", affects_results=False)
+    log_mistakes: int = option(0, "after each validation, the K most confident wrong predictions as one TensorBoard "
+                               "image (val/mistakes; 0 = off)", low=0, metavar="K", affects_results=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -66,15 +66,45 @@ def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
     return Engine(train_step)
 
 
-def create_evaluator(model: nn.Module, options: StepOptions, metrics: Mapping[str, Metric]) -> Engine:
-    """An engine whose step returns ``(logits, labels)`` for its metrics, computed without gradients."""
+class EvalOutput(tuple):
+    """What the evaluator's step returns: the pair ``(logits, y)`` that ignite's metrics and users' handlers unpack,
+    with the batch's probabilities (computed once, shared by every metric that needs them) and raw images beside it.
 
-    def eval_step(engine: Engine, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    Attributes:
+        logits: (B, C) float32.
+        y: (B,) int64 targets, on the device.
+        probs: (B, C) float32, ``logits.softmax(dim=1)``.
+        images: the batch's images as the loader gave them (raw pixels, not moved to the device).
+    """
+
+    probs: Tensor
+    images: Tensor
+
+    def __new__(cls, logits: Tensor, y: Tensor, probs: Tensor, images: Tensor) -> EvalOutput:
+        output = super().__new__(cls, (logits, y))
+        output.probs, output.images = probs, images
+        return output
+
+    @property
+    def logits(self) -> Tensor:
+        return self[0]
+
+    @property
+    def y(self) -> Tensor:
+        return self[1]
+
+
+def create_evaluator(model: nn.Module, options: StepOptions, metrics: Mapping[str, Metric]) -> Engine:
+    """An engine whose step returns an :class:`EvalOutput`, ``(logits, labels)`` plus the probabilities,
+    computed without gradients."""
+
+    def eval_step(engine: Engine, batch: tuple[Tensor, Tensor]) -> EvalOutput:
         model.eval()
         x, y = prepare_batch(batch, options)
         with torch.no_grad(), options.autocast():
             logits = model(x)
-        return logits.float(), y  # (B, C) in float32, so that the loss metric is computed at full precision
+        logits = logits.float()  # (B, C) in float32, so that the loss metric is computed at full precision
+        return EvalOutput(logits, y, logits.softmax(dim=1), batch[0])
 
     evaluator = Engine(eval_step)
     for name, metric in metrics.items():

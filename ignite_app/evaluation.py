@@ -3,8 +3,9 @@
 Nothing about the data preparation is recomputed: the classes, the image size and channels (in the saved config)
 come from the checkpoint, and the training set's mean and std are part of the saved model (its preprocessing), so
 evaluation feeds it the raw pixels training did.
-``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reporting.writers`, in the format of a
-training run's ``reports/`` folder.
+The report carries the scores of the probabilities (average precision, ROC-AUC, calibration: ``report.scores``).
+``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reporting.writers`, in the format
+of a training run's ``reports/`` folder.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import ignite.distributed as idist
 import torch
-from ignite.metrics import Loss
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -24,7 +24,8 @@ from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data.samplers import ShardSampler
 from ignite_app.data.spec import DataBundle, build_data
 from ignite_app.engines import StepOptions, create_evaluator
-from ignite_app.metrics import REPORT, VAL_LOSS, ClassificationReport, ConfusionMatrixMetric
+from ignite_app.metrics import REPORT, ClassificationReport
+from ignite_app.metrics.validation import validation_metrics
 from ignite_app.models import build_classifier
 from ignite_app.runstate.checkpoint import CheckpointError, load_checkpoint
 
@@ -179,7 +180,7 @@ def evaluate_saved(saved: SavedModel, dataset: Dataset, batch_size: int = 256, d
     sampler = ShardSampler(len(dataset), idist.get_rank(), idist.get_world_size())  # no padding: exact counts
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                         pin_memory=device.type == "cuda", collate_fn=getattr(dataset, "collate_fn", None))
-    metrics = {REPORT: ConfusionMatrixMetric(saved.classes, device=device), VAL_LOSS: Loss(nn.CrossEntropyLoss())}
+    metrics = validation_metrics(saved.classes, nn.CrossEntropyLoss(), device)
     evaluator = create_evaluator(saved.model.to(device), StepOptions(device, non_blocking=device.type == "cuda"),
                                  metrics)
     evaluator.run(loader)

@@ -26,9 +26,10 @@ class AppEvents(EventEnum):
     - ``VALIDATION_COMPLETED``: after each validation (inside the trainer's ``EPOCH_COMPLETED``, right after the
       evaluator has finished). ``trainer.state.val_report`` holds the epoch's
       :class:`~ignite_app.metrics.ClassificationReport`, ``trainer.state.val_metrics`` the evaluator's scalar
-      metrics (``loss``, ``accuracy``, ``precision_macro``, ``recall_macro``, ``f1_macro``).
+      metrics (``loss``, ``accuracy``, ``precision_macro``, ``recall_macro``, ``f1_macro``, ``ap_macro``,
+      ``roc_auc_macro``, ``ece``).
     - ``BEST_MODEL_SAVED``: after ``best_model.pt`` has been written (every process, though only rank 0 writes).
-      ``trainer.state.best_model`` is a :class:`BestModel`.
+      ``trainer.state.best_model`` is a :class:`BestModel`, chosen by ``--best-metric``.
     """
 
     VALIDATION_COMPLETED = "validation_completed"
@@ -37,8 +38,11 @@ class AppEvents(EventEnum):
 
 @dataclass(frozen=True)
 class BestModel:
-    """The best model so far: where it is, its validation accuracy and the epoch it comes from."""
+    """The best model so far: where it is, its validation accuracy, the epoch it comes from, and the metric that
+    chose it (``--best-metric``) with its value."""
 
     path: Path
     accuracy: float
     epoch: int
+    metric: str = "accuracy"
+    value: float = float("nan")

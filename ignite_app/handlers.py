@@ -39,12 +39,16 @@ from ignite_app.errors import TrainingDiverged
 from ignite_app.events import AppEvents, BestModel
 from ignite_app.metrics import (
     ACCURACY,
+    AP_MACRO,
+    ECE,
     F1_MACRO,
     PRECISION_MACRO,
     RECALL_MACRO,
     REPORT,
+    ROC_AUC_MACRO,
     VAL_LOSS,
     ClassificationReport,
+    ScoreReport,
 )
 from ignite_app.runstate.checkpoint import DurableSaver
 from ignite_app.runstate.rundir import BEST_MODEL
@@ -55,6 +59,7 @@ log = logging.getLogger("ignite_app")
 EPOCH_LOSS = "epoch_loss"
 LR = "lr"
 VAL_SCALARS = (VAL_LOSS, ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO)
+SCORE_SCALARS = (AP_MACRO, ROC_AUC_MACRO, ECE)  # from the probabilities (ScoreMetric), written beside VAL_SCALARS
 # TensorBoard tags: ignite's OutputHandler writes "<tag>/<name>"
 TRAIN_TAG, VAL_TAG = "train", "val"
 
@@ -267,40 +272,55 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
 
 
 class BestReport:
-    """The validation report of the best epoch so far (highest accuracy; the first one wins a tie)."""
+    """The validation report of the best epoch so far: the highest ``metric`` (``--best-metric``; the first epoch
+    wins a tie), with that epoch's accuracy (the tutorial's ``best_acc``) and report (its scores included)."""
 
-    def __init__(self, class_names: tuple[str, ...]) -> None:
+    def __init__(self, class_names: tuple[str, ...], metric: str = ACCURACY) -> None:
         self.class_names = class_names
-        self.accuracy = -math.inf
+        self.metric = metric
+        self.value = -math.inf  # the best value of `metric`
+        self.accuracy = -math.inf  # the accuracy of the best epoch
         self.epoch = 0
         self.report: ClassificationReport | None = None
 
     def __call__(self, evaluator: Engine, trainer: Engine) -> None:
-        accuracy = evaluator.state.metrics[ACCURACY]
-        if accuracy > self.accuracy:
-            self.accuracy, self.epoch = accuracy, trainer.state.epoch
+        value = evaluator.state.metrics[self.metric]
+        if value > self.value:
+            self.value, self.accuracy, self.epoch = value, evaluator.state.metrics[ACCURACY], trainer.state.epoch
             self.report = evaluator.state.metrics[REPORT]
 
     def state_dict(self) -> dict[str, Any]:
-        counts = None if self.report is None else torch.tensor(self.report.counts)  # a copy: counts is read-only
-        return {"accuracy": self.accuracy, "epoch": self.epoch, "counts": counts}
+        report = self.report
+        counts = None if report is None else torch.tensor(report.counts)  # a copy: counts is read-only
+        scores = None if report is None or report.scores is None else report.scores.state_dict()
+        return {"accuracy": self.accuracy, "epoch": self.epoch, "counts": counts, "metric": self.metric,
+                "value": self.value, "scores": scores}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        metric = state.get("metric", ACCURACY)  # checkpoints written before --best-metric chose by accuracy
+        if metric != self.metric:
+            raise ValueError(f"the checkpoint chose its best model by {metric}, this run by {self.metric}; "
+                             f"resume with --best-metric {metric}")
         self.accuracy, self.epoch = float(state["accuracy"]), int(state["epoch"])
-        counts = state["counts"]
-        self.report = None if counts is None else ClassificationReport.from_counts(counts.numpy(), self.class_names)
+        self.value = float(state.get("value", self.accuracy))
+        counts, scores = state["counts"], state.get("scores")
+        self.report = None if counts is None else ClassificationReport.from_counts(
+            counts.numpy(), self.class_names, ScoreReport.from_state_dict(scores) if scores else None)
 
 
-def attach_best_report(evaluator: Engine, trainer: Engine, class_names: tuple[str, ...]) -> BestReport:
-    """Keep the report of the best validation epoch (printed at the end of the run, written by the reports)."""
-    best = BestReport(class_names)
+def attach_best_report(evaluator: Engine, trainer: Engine, class_names: tuple[str, ...],
+                       metric: str = ACCURACY) -> BestReport:
+    """Keep the report of the best validation epoch by ``metric`` (printed at the end of the run, written by the
+    reports)."""
+    best = BestReport(class_names, metric)
     evaluator.add_event_handler(Events.COMPLETED, best, trainer)
     return best
 
 
 def attach_best_checkpoint(evaluator: Engine, trainer: Engine, to_save: Mapping[str, Any],
-                           out_dir: Path) -> Checkpoint:
-    """Write ``out_dir/best_model.pt`` whenever validation accuracy beats the best so far.
+                           out_dir: Path, metric: str = ACCURACY) -> Checkpoint:
+    """Write ``out_dir/best_model.pt`` whenever the validation ``metric`` (``--best-metric``: accuracy, f1_macro
+    or ap_macro) beats the best so far.
 
     ignite's ``Checkpoint`` keeps the bookkeeping (the best score, ``state_dict`` for resuming); the
     :class:`~ignite_app.runstate.checkpoint.DurableSaver` makes each write atomic and durable.
@@ -309,8 +329,8 @@ def attach_best_checkpoint(evaluator: Engine, trainer: Engine, to_save: Mapping[
         to_save,
         DurableSaver(out_dir),
         filename_pattern=BEST_MODEL.replace(".pt", ".{ext}"),
-        score_function=lambda engine: engine.state.metrics[ACCURACY],
-        score_name=ACCURACY,
+        score_function=lambda engine: engine.state.metrics[metric],
+        score_name=metric,
         n_saved=1,
         global_step_transform=global_step_from_engine(trainer),
     )
@@ -323,8 +343,9 @@ def attach_best_checkpoint(evaluator: Engine, trainer: Engine, to_save: Mapping[
     evaluator.register_events(*CheckpointEvents)
 
     def announce(engine: Engine) -> None:
-        trainer.state.best_model = BestModel(Path(out_dir) / str(handler.last_checkpoint),
-                                             float(engine.state.metrics[ACCURACY]), trainer.state.epoch)
+        metrics = engine.state.metrics
+        trainer.state.best_model = BestModel(Path(out_dir) / str(handler.last_checkpoint), float(metrics[ACCURACY]),
+                                             trainer.state.epoch, metric, float(metrics[metric]))
         trainer.fire_event(AppEvents.BEST_MODEL_SAVED)
 
     evaluator.add_event_handler(CheckpointEvents.SAVED_CHECKPOINT, announce)
@@ -336,11 +357,13 @@ def _register_app_events(trainer: Engine) -> None:
         trainer.register_events(*AppEvents)
 
 
-def attach_early_stopping(evaluator: Engine, trainer: Engine, patience: int) -> EarlyStopping | None:
-    """Stop training after ``patience`` validations without a better accuracy; ``None`` when patience is 0."""
+def attach_early_stopping(evaluator: Engine, trainer: Engine, patience: int,
+                          metric: str = ACCURACY) -> EarlyStopping | None:
+    """Stop training after ``patience`` validations without a better ``metric`` (``--best-metric``); ``None`` when
+    patience is 0."""
     if patience == 0:
         return None
-    handler = EarlyStopping(patience, score_function=lambda engine: engine.state.metrics[ACCURACY], trainer=trainer)
+    handler = EarlyStopping(patience, score_function=lambda engine: engine.state.metrics[metric], trainer=trainer)
     evaluator.add_event_handler(Events.COMPLETED, handler)
     return handler
 
@@ -383,13 +406,17 @@ class EpochRecord:
     f1_macro: float
     lr: float
     seconds: float
+    # scores of the probabilities (ScoreMetric)
+    ap_macro: float = math.nan
+    roc_auc_macro: float = math.nan
+    ece: float = math.nan
 
     def summary(self, max_epochs: int | None) -> str:
         """The console and ``train.log`` line of this epoch."""
         width = len(str(max_epochs or self.epoch))
         return (f"epoch {self.epoch:>{width}}/{max_epochs} | train_loss {self.train_loss:.4f} | "
                 f"val_loss {self.val_loss:.4f} | val_acc {100 * self.val_accuracy:6.2f}% | "
-                f"f1_macro {self.f1_macro:.4f} | lr {self.lr:.2e} | {self.seconds:.1f}s")
+                f"f1_macro {self.f1_macro:.4f} | mAP {self.ap_macro:.4f} | lr {self.lr:.2e} | {self.seconds:.1f}s")
 
 
 class EpochSummary:
@@ -408,7 +435,8 @@ class EpochSummary:
         record = EpochRecord(
             epoch=engine.state.epoch, train_loss=engine.state.metrics[EPOCH_LOSS], val_loss=val[VAL_LOSS],
             val_accuracy=val[ACCURACY], precision_macro=val[PRECISION_MACRO], recall_macro=val[RECALL_MACRO],
-            f1_macro=val[F1_MACRO], lr=engine.state.metrics[LR], seconds=time.perf_counter() - self._started)
+            f1_macro=val[F1_MACRO], lr=engine.state.metrics[LR], seconds=time.perf_counter() - self._started,
+            **{name: val[name] for name in SCORE_SCALARS if name in val})
         self.records.append(record)
         log.info(record.summary(engine.state.max_epochs))
 

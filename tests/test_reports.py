@@ -308,13 +308,15 @@ def test_png_size_refuses_other_data():
 
 def record(epoch, seconds=1.23456):
     return EpochRecord(epoch=epoch, train_loss=1 / 3, val_loss=0.5, val_accuracy=0.9, precision_macro=0.8,
-                       recall_macro=0.7, f1_macro=0.75, lr=3e-3, seconds=seconds)
+                       recall_macro=0.7, f1_macro=0.75, lr=3e-3, seconds=seconds, ap_macro=0.85,
+                       roc_auc_macro=0.95, ece=0.125)
 
 
 def test_history_rows_are_exact_except_seconds():
-    assert history_row(record(2)) == ["2", "0.3333333333333333", "0.5", "0.9", "0.8", "0.7", "0.75", "0.003",
-                                      "1.235"]
-    assert len(HISTORY_COLUMNS) == 9 and HISTORY_COLUMNS[0] == "epoch" and HISTORY_COLUMNS[-1] == "seconds"
+    assert history_row(record(2)) == ["2", "0.3333333333333333", "0.5", "0.9", "0.8", "0.7", "0.75", "0.85", "0.95",
+                                      "0.125", "0.003", "1.235"]
+    assert len(HISTORY_COLUMNS) == 12 and HISTORY_COLUMNS[0] == "epoch" and HISTORY_COLUMNS[-1] == "seconds"
+    assert HISTORY_COLUMNS[7:10] == ("ap_macro", "roc_auc_macro", "ece")
 
 
 def test_read_history_keeps_the_epochs_a_checkpoint_includes(tmp_path):

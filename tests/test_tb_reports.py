@@ -128,7 +128,7 @@ def test_each_validation_writes_images_text_and_per_class_scalars_at_its_epoch(t
     tags = events.Tags()
     assert sorted(tags["images"]) == ["val/confusion_matrix", "val/confusion_matrix_normalized"]
     assert tags["tensors"] == ["val/classification_report"]
-    per_class = (f"val/per_class/{t}/{s}" for t in TAGS for s in ("precision", "recall", "f1"))
+    per_class = (f"val_per_class/{t}/{s}" for t in TAGS for s in ("precision", "recall", "f1"))
     assert sorted(tags["scalars"]) == sorted(per_class)
     for tag in tags["images"]:
         assert [e.step for e in events.Images(tag)] == [1, 2, 3]
@@ -136,7 +136,7 @@ def test_each_validation_writes_images_text_and_per_class_scalars_at_its_epoch(t
     assert [e.step for e in texts] == [1, 2, 3]
     assert "| big bird |" in texts[1].tensor_proto.string_val[0].decode()
     for epoch, report in enumerate(reports_by_epoch, start=1):
-        recall = events.Scalars("val/per_class/big_bird/recall")[epoch - 1]
+        recall = events.Scalars("val_per_class/big_bird/recall")[epoch - 1]
         assert recall.step == epoch and recall.value == pytest.approx(report.per_class.loc["big bird", "recall"])
 
 
@@ -151,7 +151,7 @@ def test_reports_are_stamped_with_the_validation_time_not_the_drawing_time(tb, t
     _, stamps = run_report_logging(tb, scripted_reports(2))
     events = read_events(tmp_path)
     for tag in ("val/confusion_matrix", "val/confusion_matrix_normalized", "val/classification_report",
-                "val/per_class/cat/f1"):
+                "val_per_class/cat/f1"):
         items = events.Images(tag) if "confusion" in tag else events.Tensors(tag) if "report" in tag else \
             events.Scalars(tag)
         for item, stamp in zip(items, stamps):
@@ -178,8 +178,8 @@ def test_a_resumed_logger_replaces_the_last_validation_with_the_same_events(tmp_
     for tag in ("val/confusion_matrix", "val/confusion_matrix_normalized"):
         assert [(e.step, e.wall_time, e.encoded_image_string) for e in after.Images(tag)] == \
                [(e.step, e.wall_time, e.encoded_image_string) for e in before.Images(tag)]
-    assert [(e.step, e.wall_time, e.value) for e in after.Scalars("val/per_class/dog/precision")] == \
-           [(e.step, e.wall_time, e.value) for e in before.Scalars("val/per_class/dog/precision")]
+    assert [(e.step, e.wall_time, e.value) for e in after.Scalars("val_per_class/dog/precision")] == \
+           [(e.step, e.wall_time, e.value) for e in before.Scalars("val_per_class/dog/precision")]
     assert pending_report_events({}) is None and pending_report_events({"report_logging": {}}) is None
 
 

@@ -23,7 +23,7 @@ from ignite_app.reporting.writers import HISTORY_COLUMNS, classification_report_
 CLASSES = [str(d) for d in range(10)]
 EPOCHS = [1, 2]
 REPORT_IMAGES = ["val/confusion_matrix", "val/confusion_matrix_normalized"]
-PER_CLASS = [f"val/per_class/{c}/{score}" for c in CLASSES for score in ("precision", "recall", "f1")]
+PER_CLASS = [f"val_per_class/{c}/{score}" for c in CLASSES for score in ("precision", "recall", "f1")]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_a_real_tensorboard_server_serves_the_reports(run_dir, tmp_path):
         scalars = wait_for(server, f"{base}/scalars/tags",
                            lambda tags: "hparam/best_accuracy" in tags.get("run", {}))["run"]
         assert set(PER_CLASS) | {"val/accuracy", "weights_norm/0/weight", "grads_norm/0/weight"} <= set(scalars)
-        points = get(f"{base}/scalars/scalars?{query(run='run', tag='val/per_class/7/recall')}")
+        points = get(f"{base}/scalars/scalars?{query(run='run', tag='val_per_class/7/recall')}")
         assert [step for _, step, _ in points] == EPOCHS
 
         images = get(f"{base}/images/tags")["run"]

@@ -1,7 +1,9 @@
-"""The command lines: ``ignite-app train | evaluate | predict`` (and ``scripts/*.py``, thin wrappers of the same).
+"""The command lines: ``ignite-app train | evaluate | predict | export`` (and ``scripts/*.py``, thin wrappers of the
+same).
 
-- :mod:`~ignite_app.cli.train`, :mod:`~ignite_app.cli.evaluate`, :mod:`~ignite_app.cli.predict`: the commands,
-  their options generated from typed configs (:mod:`~ignite_app.cli.options`);
+- :mod:`~ignite_app.cli.train`, :mod:`~ignite_app.cli.evaluate`, :mod:`~ignite_app.cli.predict`,
+  :mod:`~ignite_app.cli.export`: the commands, their options generated from typed configs
+  (:mod:`~ignite_app.cli.options`);
 - :mod:`~ignite_app.cli.launch`: one process, N spawned processes or torchrun's;
 - :mod:`~ignite_app.cli.worker`: one training process, its outcome as an exit code.
 
@@ -19,7 +21,8 @@ from collections.abc import Sequence
 COMMANDS = {
     "train": ("ignite_app.cli.train:main", "train an image classifier"),
     "evaluate": ("ignite_app.cli.evaluate:main", "evaluate a checkpoint: report, confusion matrix, CSV files"),
-    "predict": ("ignite_app.cli.predict:main", "classify image files with a checkpoint"),
+    "predict": ("ignite_app.cli.predict:main", "classify image files with a checkpoint or an exported model"),
+    "export": ("ignite_app.cli.export:main", "export a checkpoint's model to ONNX or torch.export (.pt2), verified"),
 }
 PROG = "ignite-app"
 

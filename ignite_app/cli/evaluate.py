@@ -40,8 +40,8 @@ class EvaluateConfig(Options):
     on_bad_image: str | None = option(None, "an image that cannot be decoded stops the evaluation (error) or is "
                                       "left out and listed (skip)", choices=BAD_IMAGE_POLICIES,
                                       default_text="the training run's")
-    output: Path | None = option(None, "write confusion_matrix.csv and classification_report.csv into DIR "
-                                 "(created if needed)", metavar="DIR")
+    output: Path | None = option(None, "write confusion_matrix.csv, classification_report.csv (with ap and roc_auc) "
+                                 "and reliability.csv into DIR (created if needed)", metavar="DIR")
     batch_size: int | None = option(None, "samples per batch in each process", low=1, metavar="N",
                                     default_text="the training run's")
     num_workers: int | None = option(None, "data-loading worker processes", low=0, metavar="N",
@@ -114,8 +114,8 @@ def evaluation_worker(local_rank: int, request: EvaluateConfig, prog: str = PROG
     print(report.to_text())
     if request.output is not None:
         # the same two files, in the same format, as a training run's reports/ folder
-        matrix_csv, report_csv = write_report_csvs(request.output, report)
-        print(f"wrote {matrix_csv} and {report_csv}")
+        written = write_report_csvs(request.output, report)
+        print(f"wrote {', '.join(map(str, written))}")
     return 0
 
 

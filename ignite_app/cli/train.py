@@ -27,6 +27,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
     "checkpoints and resuming": ("checkpoint_every", "keep_last", "resume"),
     "several processes and GPUs": ("backend", "nproc_per_node", "amp", "channels_last"),
     "extending": ("plugins", "handlers"),
+    "scores and the best model": ("best_metric", "pr_curves", "log_mistakes"),
 }
 
 

@@ -8,7 +8,7 @@ class) and computes a :class:`~ignite_app.metrics.report.ClassificationReport` w
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from ignite.engine import Engine
@@ -19,6 +19,10 @@ from torch import Tensor
 
 from ignite_app.metrics.labelmap import check_class_names
 from ignite_app.metrics.report import ACCURACY, F1_MACRO, PRECISION_MACRO, RECALL_MACRO, ClassificationReport
+from ignite_app.metrics.score_report import AP_MACRO, ECE, ROC_AUC_MACRO
+
+if TYPE_CHECKING:
+    from ignite_app.metrics.scores import ScoreMetric
 
 __all__ = ["REPORT", "ConfusionMatrixMetric"]
 
@@ -46,10 +50,18 @@ class ConfusionMatrixMetric(Metric):
     The scores follow scikit-learn with ``zero_division=0`` (see `ClassificationReport`): unlike the tutorial's
     ``MetricTracker``, classes without samples or predictions count as 0 in the macro means.
 
+    With ``scores``, a :class:`~ignite_app.metrics.scores.ScoreMetric` over the same classes, ``y_pred`` must be
+    the batch's probabilities (B, C) (``logits.softmax(dim=1)``: the same arg-max as the logits); the metric feeds
+    them to ``scores``, resets and computes it with the counts, and the report carries its
+    :class:`~ignite_app.metrics.score_report.ScoreReport` (``report.scores``; ``per_class`` gains ``ap`` and
+    ``roc_auc``) and publishes `AP_MACRO`, `ROC_AUC_MACRO` and `ECE` beside the other scalars. The scores are
+    not part of `state_dict()` (a validation is run whole).
+
     Args:
         class_names: one unique name per class, in class-index order (see `read_label_map`).
         output_transform: maps the engine's output to ``(y_pred, y)``.
         device: where the counts live; inputs on another device are moved there.
+        scores: also score the probabilities with this metric (not attached to an engine itself).
     """
 
     _state_dict_all_req_keys = ("_counts",)  # Metric.state_dict() saves the counts, so a run can resume
@@ -59,10 +71,16 @@ class ConfusionMatrixMetric(Metric):
         class_names: Sequence[str],
         output_transform: Callable[[Any], Any] = lambda x: x,
         device: str | torch.device = torch.device("cpu"),
+        scores: ScoreMetric | None = None,
     ) -> None:
-        # Set before Metric.__init__, which calls reset(), which needs the number of classes.
+        # Set before Metric.__init__, which calls reset(), which needs the number of classes and the scores.
         self.class_names = check_class_names(class_names)
         self.num_classes = len(self.class_names)
+        if scores is not None and scores.class_names != self.class_names:
+            raise ValueError(f"scores is a ScoreMetric of classes {list(scores.class_names)[:5]}..., this metric's "
+                             f"are {list(self.class_names)[:5]}...; build it with ScoreMetric(num_classes, "
+                             "class_names) of the same classes")
+        self.scores = scores
         self._published: dict[str, Any] = {}
         # "named": the report is not a Mapping, but never let ignite copy keys into state.metrics on its own.
         super().__init__(output_transform, device=device, metrics_result_mode="named")
@@ -81,6 +99,8 @@ class ConfusionMatrixMetric(Metric):
         # Flat (C * C,), row-major: entry y * C + pred counts true class y predicted as pred. Flat, so that
         # update() indexes it directly; compute() reshapes it to (C, C).
         self._counts = torch.zeros(self.num_classes**2, dtype=torch.int64, device=self._device)
+        if self.scores is not None:
+            self.scores.reset()
 
     @reinit__is_reduced
     def update(self, output: Sequence[Tensor]) -> None:
@@ -101,6 +121,8 @@ class ConfusionMatrixMetric(Metric):
         low, high = self._bounds(index)
         if low < 0 or high >= self.num_classes**2:
             self._check_range(y, "y")  # raises
+        if self.scores is not None:  # before the counts: a batch it refuses changes neither
+            self.scores.update((y_pred, y))
         if self._ones.numel() != index.numel():
             self._ones = torch.ones(index.numel(), dtype=torch.int64, device=self._device)
         self._counts.index_add_(0, index, self._ones)  # O(B), no C x C temporary
@@ -120,7 +142,8 @@ class ConfusionMatrixMetric(Metric):
                 "ConfusionMatrixMetric must have at least one example before it can be computed; "
                 "call update() with a non-empty batch after reset()"
             )
-        return ClassificationReport.from_counts(counts, self.class_names)  # copies the counts
+        scores = self.scores.compute() if self.scores is not None else None  # every rank: it gathers
+        return ClassificationReport.from_counts(counts, self.class_names, scores)  # copies the counts
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore counts saved by `state_dict()`, refusing counts made for a different number of classes."""
@@ -137,7 +160,7 @@ class ConfusionMatrixMetric(Metric):
 
     def attach(self, engine: Engine, name: str = REPORT, usage: str | MetricUsage = EpochWise()) -> None:
         """Attach to `engine`; the report goes to ``engine.state.metrics[name]``, the scalars beside it."""
-        if name in (ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO):
+        if name in (ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO, AP_MACRO, ROC_AUC_MACRO, ECE):
             raise ValueError(
                 f"metric name {name!r} collides with a scalar this metric publishes; "
                 f"use another name, for example the default {REPORT!r}"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ignite_app.metrics.labelmap import check_class_names
 
+if TYPE_CHECKING:
+    from ignite_app.metrics.score_report import ScoreReport
+
 __all__ = ["VAL_LOSS", "ACCURACY", "F1_MACRO", "MACRO_ROW", "MAX_PRINTED_MATRIX", "PRECISION_MACRO", "RECALL_MACRO", "SCORE_COLUMNS",
-           "WEIGHTED_ROW", "ClassificationReport", "markdown_table"]
+           "RANKING_COLUMNS", "WEIGHTED_ROW", "ClassificationReport", "markdown_table"]
 
 # Keys of `engine.state.metrics`; the rest of the app (checkpointing, TensorBoard) refers to these names.
 ACCURACY = "accuracy"
@@ -22,6 +25,7 @@ RECALL_MACRO = "recall_macro"
 F1_MACRO = "f1_macro"
 
 SCORE_COLUMNS = ("precision", "recall", "f1", "accuracy", "support")  # the columns of per_class and table()
+RANKING_COLUMNS = ("ap", "roc_auc")  # inserted before "support" when the report carries a ScoreReport
 MACRO_ROW = "macro avg"  # the two summary rows table() appends to the per-class rows
 WEIGHTED_ROW = "weighted avg"
 MAX_PRINTED_MATRIX = 30  # str() and to_markdown() leave out larger matrices: 1000 x 1000 cells help nobody
@@ -72,11 +76,15 @@ class ClassificationReport:
     Attributes:
         class_names: the class names, in class-index order.
         counts: read-only int64 array (C, C); ``counts[i, j]`` = samples of true class i predicted as class j.
+        scores: the same samples' average precision, ROC-AUC and calibration
+            (:class:`~ignite_app.metrics.score_report.ScoreReport`), when the metric that made the report scored
+            the probabilities too; `per_class`, `table`, `scalars` and the text then include them.
     """
 
     class_names: tuple[str, ...]
     counts: np.ndarray = field(repr=False)
     _scores: dict[str, np.ndarray] = field(init=False, repr=False)
+    scores: ScoreReport | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         names = check_class_names(self.class_names)
@@ -95,11 +103,29 @@ class ClassificationReport:
         object.__setattr__(self, "class_names", names)
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "_scores", self._compute_scores(counts))
+        if self.scores is not None and (self.scores.class_names != names
+                                        or self.scores.num_samples != counts.sum()):
+            raise ValueError(f"scores cover {self.scores.num_samples} samples of classes "
+                             f"{list(self.scores.class_names)[:5]}..., the counts {counts.sum()} samples of "
+                             f"{list(names)[:5]}...; both must come from the same validation")
 
     @classmethod
-    def from_counts(cls, counts: Any, class_names: Sequence[str]) -> ClassificationReport:
+    def from_counts(cls, counts: Any, class_names: Sequence[str],
+                    scores: ScoreReport | None = None) -> ClassificationReport:
         """Build a report from a (C, C) count matrix (numpy array, CPU tensor or nested lists; rows = truth)."""
-        return cls(class_names=tuple(class_names), counts=np.asarray(counts))
+        return cls(class_names=tuple(class_names), counts=np.asarray(counts), scores=scores)
+
+    def with_scores(self, scores: ScoreReport | None) -> ClassificationReport:
+        """This report with `scores` (the same validation's AP, ROC-AUC and calibration) attached."""
+        return replace(self, scores=scores)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of `per_class` and `table`: `SCORE_COLUMNS`, with `RANKING_COLUMNS` before ``support``
+        when the report carries scores."""
+        if self.scores is None:
+            return SCORE_COLUMNS
+        return (*SCORE_COLUMNS[:-1], *RANKING_COLUMNS, SCORE_COLUMNS[-1])
 
     @staticmethod
     def _compute_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
@@ -151,36 +177,48 @@ class ClassificationReport:
 
     @property
     def per_class(self) -> pd.DataFrame:
-        """One row per class with columns ``precision, recall, f1, accuracy, support``."""
+        """One row per class with columns ``precision, recall, f1, accuracy, support``; with `scores`, also
+        ``ap`` and ``roc_auc`` (NaN for a class without positives or negatives) before ``support``."""
         data = {column: self._scores[column].copy() for column in SCORE_COLUMNS}
-        return pd.DataFrame(data, index=pd.Index(self.class_names, name="class"))
+        if self.scores is not None:
+            data.update(ap=self.scores.ap.copy(), roc_auc=self.scores.roc_auc.copy())
+        return pd.DataFrame({column: data[column] for column in self.columns},
+                            index=pd.Index(self.class_names, name="class"))
 
     def table(self) -> pd.DataFrame:
         """`per_class` plus rows ``"macro avg"`` and ``"weighted avg"``.
 
         Both summary rows have support N. Their ``accuracy`` is NaN: the column is a per-class one-vs-rest
-        accuracy, which has no meaningful average here; the overall accuracy is `accuracy`.
+        accuracy, which has no meaningful average here; the overall accuracy is `accuracy`. With `scores`, the
+        macro row's ``ap`` is the mAP and its ``roc_auc`` the mean over the classes that have one; the weighted
+        row weighs both by support (the classes without a ROC-AUC left out).
         """
-        summary = pd.DataFrame(
-            [
-                {**self.macro, "accuracy": np.nan, "support": self.num_samples},
-                {**self.weighted, "accuracy": np.nan, "support": self.num_samples},
-            ],
-            index=[MACRO_ROW, WEIGHTED_ROW],
-        )
-        table = pd.concat([self.per_class, summary[list(SCORE_COLUMNS)]])
+        macro: dict[str, float] = {**self.macro, "accuracy": np.nan, "support": self.num_samples}
+        weighted: dict[str, float] = {**self.weighted, "accuracy": np.nan, "support": self.num_samples}
+        if self.scores is not None:
+            support, auc = self.scores.support, self.scores.roc_auc
+            defined = ~np.isnan(auc) & (support > 0)
+            macro.update(ap=self.scores.ap_macro, roc_auc=self.scores.roc_auc_macro)
+            weighted.update(ap=float(np.average(self.scores.ap, weights=support)),
+                            roc_auc=float(np.average(auc[defined], weights=support[defined]))
+                            if defined.any() else np.nan)
+        summary = pd.DataFrame([macro, weighted], index=[MACRO_ROW, WEIGHTED_ROW])
+        table = pd.concat([self.per_class, summary[list(self.columns)]])
         table.index.name = "class"
         return table
 
     def scalars(self) -> dict[str, float]:
         """The flat values the metric puts into ``engine.state.metrics``, keyed by the module's constants."""
         macro = self.macro
-        return {
+        scalars = {
             ACCURACY: self.accuracy,
             PRECISION_MACRO: macro["precision"],
             RECALL_MACRO: macro["recall"],
             F1_MACRO: macro["f1"],
         }
+        if self.scores is not None:  # ap_macro, roc_auc_macro, ece
+            scalars.update(self.scores.scalars())
+        return scalars
 
     def _show_matrix(self, with_matrix: bool | None) -> bool:
         return len(self.class_names) <= MAX_PRINTED_MATRIX if with_matrix is None else with_matrix
@@ -199,7 +237,8 @@ class ClassificationReport:
             head = "confusion matrix (rows: true class, columns: predicted class)\n" + self.matrix.to_string()
         else:
             head = self._matrix_note()
-        return f"{head}\n\n{table}\n\naccuracy {self.accuracy:.4f} over {self.num_samples} samples"
+        text = f"{head}\n\n{table}\n\naccuracy {self.accuracy:.4f} over {self.num_samples} samples"
+        return text if self.scores is None else f"{text}\n{self.scores}"
 
     def to_markdown(self, with_matrix: bool | None = None) -> str:
         """The report as markdown tables; `with_matrix` as in `to_text`."""
@@ -207,6 +246,8 @@ class ClassificationReport:
             markdown_table(self.table(), "class"),
             f"**accuracy** {self.accuracy:.4f} over {self.num_samples} samples",
         ]
+        if self.scores is not None:
+            parts.append(str(self.scores))
         if self._show_matrix(with_matrix):
             parts.append(markdown_table(self.matrix, "true \\ predicted"))
         else:
@@ -216,7 +257,12 @@ class ClassificationReport:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClassificationReport):
             return NotImplemented
-        return self.class_names == other.class_names and np.array_equal(self.counts, other.counts)
+        return (self.class_names == other.class_names and np.array_equal(self.counts, other.counts)
+                and _same_scores(self.scores, other.scores))
 
     def __hash__(self) -> int:
         return hash((self.class_names, self.counts.tobytes()))
+
+
+def _same_scores(a: ScoreReport | None, b: ScoreReport | None) -> bool:
+    return a is b if a is None or b is None else a.equals(b)

@@ -15,6 +15,13 @@ import torch
 from torch import Tensor, nn
 
 
+def to_uint8(images: Tensor) -> Tensor:
+    """Raw pixels as uint8: float images in [0, 1] scaled to 0..255 and rounded; uint8 images as they are."""
+    if images.dtype == torch.uint8:
+        return images
+    return images.float().mul(255).round_().clamp_(0, 255).to(torch.uint8)
+
+
 class Preprocess(nn.Module):
     """uint8 (0..255) or float ([0, 1]) images (B, C, H, W) -> float32, normalised per channel.
 

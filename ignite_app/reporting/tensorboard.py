@@ -7,9 +7,14 @@ tag                                        tab       what
 =========================================  ========  ====================================================
 ``val/confusion_matrix``                   IMAGES    counts heatmap, class names on both axes
 ``val/confusion_matrix_normalized``        IMAGES    rows divided by their sum: the diagonal is the recall
-``val/per_class/<class>/precision`` ...    SCALARS   precision, recall and f1 of every class
+``val_per_class/<class>/precision`` ...    SCALARS   precision, recall, f1 and ap of every class
 ``val/classification_report``              TEXT      the per-class table with macro and weighted rows
-``hparam/best_accuracy``                   HPARAMS   at the end of a run, with the config's options
+``val/pr_curve/<class>``                   PR CURVES ``--pr-curves N`` classes of lowest AP (127 thresholds)
+``val/reliability``                        IMAGES    the reliability diagram (calibration, ECE in the title)
+``val/mistakes``                           IMAGES    ``--log-mistakes K``: the K most confident wrong predictions
+``custom_scalars``                         CUSTOM    the layout: train/val loss on one chart; accuracy, F1, mAP
+``hparam/best_accuracy``                   HPARAMS   at the end of a run, with the config's options (and
+                                                     ``hparam/best_<metric>`` for another ``--best-metric``)
 ``weights_norm/<param>``                   SCALARS   ``--log-weights N``: L2 norm per parameter, step = iteration
 ``grads_norm/<param>``                     SCALARS   ``--log-grads N``: L2 norm of its gradient, step = iteration
 =========================================  ========  ====================================================
@@ -55,23 +60,48 @@ from ignite_app.config import TrainConfig
 from ignite_app.handlers import (
     EPOCH_LOSS,
     LR,
+    SCORE_SCALARS,
     TRAIN_TAG,
     VAL_SCALARS,
     VAL_TAG,
     BestReport,
 )
-from ignite_app.metrics import REPORT, ClassificationReport
+from ignite_app.metrics import (
+    ACCURACY,
+    AP_MACRO,
+    F1_MACRO,
+    MISTAKES,
+    REPORT,
+    VAL_LOSS,
+    ClassificationReport,
+    Mistakes,
+    ScoreReport,
+    reliability_png,
+)
 from ignite_app.reporting.heatmap import heatmap_png
+from ignite_app.reporting.mistakes import mistakes_png
 from ignite_app.runstate.jobs import BackgroundJobs
 from ignite_app.reporting.writers import heatmap_title, png_size, report_markdown
 
 CONFUSION_MATRIX_TAG = "val/confusion_matrix"
 NORMALIZED_TAG = "val/confusion_matrix_normalized"
 REPORT_TEXT_TAG = "val/classification_report"
-PER_CLASS_PREFIX = "val/per_class/"
-PER_CLASS_SCORES = ("precision", "recall", "f1")
+# A top-level prefix of their own: under val/, C x 4 per-class tags would bury the main validation curves.
+PER_CLASS_PREFIX = "val_per_class/"
+PER_CLASS_SCORES = ("precision", "recall", "f1")  # and "ap" when the report carries scores
+PR_CURVE_PREFIX = "val/pr_curve/"
+RELIABILITY_TAG = "val/reliability"
+MISTAKES_TAG = "val/mistakes"
+DEFAULT_PR_CURVES = 20  # --pr-curves: 1,000 curves cost 1.4 s and 3 MB per validation
 BEST_ACCURACY_TAG = "hparam/best_accuracy"
-REPORT_TAGS = (CONFUSION_MATRIX_TAG, NORMALIZED_TAG, REPORT_TEXT_TAG)  # plus every PER_CLASS_PREFIX tag
+# plus every PER_CLASS_PREFIX and PR_CURVE_PREFIX tag
+REPORT_TAGS = (CONFUSION_MATRIX_TAG, NORMALIZED_TAG, REPORT_TEXT_TAG, RELIABILITY_TAG, MISTAKES_TAG)
+# The custom-scalars layout (CUSTOM SCALARS tab): the curves people look at first, on two charts.
+OVERVIEW_LAYOUT = {"overview": {
+    "loss: train and validation": ["Multiline", [f"{TRAIN_TAG}/{EPOCH_LOSS}", f"{VAL_TAG}/{VAL_LOSS}"]],
+    "validation: accuracy, macro F1, mAP": ["Multiline", [f"{VAL_TAG}/{name}" for name in (ACCURACY, F1_MACRO,
+                                                                                          AP_MACRO)]],
+}}
 REPORT_LOGGING = "report_logging"  # the training checkpoint's key for ReportLogger.state_dict()
 ParamNormHandler = WeightsScalarHandler | GradsScalarHandler
 
@@ -96,12 +126,23 @@ def image_summary(tag: str, png: bytes) -> Summary:
                                                                       encoded_image_string=png))])
 
 
-def write_report_summaries(writer: SummaryWriter, report: ClassificationReport, epoch: int, walltime: float) -> None:
-    """Write one validation's per-class scalars, report text and heatmaps, all at step ``epoch`` and ``walltime``."""
+def write_report_summaries(writer: SummaryWriter, report: ClassificationReport, epoch: int, walltime: float,
+                           pr_curves: int = DEFAULT_PR_CURVES, mistakes: Mistakes | None = None) -> None:
+    """Write one validation's per-class scalars, report text and heatmaps, and with its scores the PR curves of the
+    ``pr_curves`` classes of lowest AP and the reliability diagram, and the ``mistakes`` grid, all at step ``epoch``
+    and ``walltime``."""
     per_class = report.per_class
-    for tag, (_, row) in zip(class_tags(report.class_names), per_class.iterrows()):
-        for score in PER_CLASS_SCORES:
+    scores = PER_CLASS_SCORES + (("ap",) if report.scores is not None else ())
+    tags = class_tags(report.class_names)
+    for tag, (_, row) in zip(tags, per_class.iterrows()):
+        for score in scores:
             writer.add_scalar(f"{PER_CLASS_PREFIX}{tag}/{score}", float(row[score]), epoch, walltime=walltime)
+    if report.scores is not None:
+        write_score_summaries(writer, report.scores, tags, epoch, walltime, pr_curves)
+    if mistakes is not None:
+        title = f"epoch {epoch}: the {len(mistakes)} most confident mistakes (true -> predicted, confidence)"
+        writer.file_writer.add_summary(image_summary(MISTAKES_TAG, mistakes_png(mistakes, report.class_names, title)),
+                                       epoch, walltime)
     # text_pb rather than SummaryWriter.add_text, which appends "/text_summary" to the tag and stores a 1-element
     # list, which the TEXT tab shows as a table around the markdown
     writer.file_writer.add_summary(text_pb(REPORT_TEXT_TAG, report_markdown(report)), epoch, walltime)
@@ -110,6 +151,17 @@ def write_report_summaries(writer: SummaryWriter, report: ClassificationReport, 
         png = heatmap_png(report.counts, report.class_names, normalize=normalize, title=title)
         writer.file_writer.add_summary(image_summary(tag, png), epoch, walltime)
     writer.flush()  # on disk when the job ends: a kill after the next checkpoint cannot lose them
+
+
+def write_score_summaries(writer: SummaryWriter, scores: ScoreReport, tags: Sequence[str], epoch: int,
+                          walltime: float, pr_curves: int) -> None:
+    """The PR curves of the ``pr_curves`` classes of lowest AP (worst first) and the reliability diagram."""
+    for i in scores.worst_classes(pr_curves):
+        curve = scores.pr_curve(i)  # the counts add_pr_curve would compute from the raw scores
+        writer.add_pr_curve_raw(f"{PR_CURVE_PREFIX}{tags[i]}", *curve, global_step=epoch,
+                                num_thresholds=len(curve.tp), walltime=walltime)
+    title = f"epoch {epoch}: ECE {scores.ece:.4f} over {scores.num_samples} samples"
+    writer.file_writer.add_summary(image_summary(RELIABILITY_TAG, reliability_png(scores, title)), epoch, walltime)
 
 
 def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_every: int) -> TensorboardLogger:
@@ -124,10 +176,18 @@ def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_ev
     tb.attach_output_handler(trainer, Events.ITERATION_COMPLETED(every=log_every), tag=TRAIN_TAG,
                              output_transform=lambda out: {"loss": float(out["loss"])})
     tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=TRAIN_TAG, metric_names=[EPOCH_LOSS, LR])
-    tb.attach_output_handler(evaluator, Events.COMPLETED, tag=VAL_TAG, metric_names=list(VAL_SCALARS),
+    tb.attach_output_handler(evaluator, Events.COMPLETED, tag=VAL_TAG, metric_names=[*VAL_SCALARS, *SCORE_SCALARS],
                              global_step_transform=global_step_from_engine(trainer))
     evaluator.add_event_handler(Events.COMPLETED, lambda _: tb.writer.flush())
+    trainer.add_event_handler(Events.STARTED, write_layout, tb.writer)
     return tb
+
+
+def write_layout(trainer: Engine, writer: SummaryWriter) -> None:
+    """Write the custom-scalars layout once per run: when it starts, not when it resumes (the first process's
+    layout event predates every checkpoint, so a resume keeps it)."""
+    if trainer.state.iteration == 0:
+        writer.add_custom_scalars(OVERVIEW_LAYOUT)
 
 
 class ReportLogger:
@@ -137,8 +197,9 @@ class ReportLogger:
     trainer's ``STARTED`` writes that validation again (see the module docstring).
     """
 
-    def __init__(self, writer: SummaryWriter, class_names: tuple[str, ...], jobs: BackgroundJobs) -> None:
-        self.writer, self.class_names, self.jobs = writer, class_names, jobs
+    def __init__(self, writer: SummaryWriter, class_names: tuple[str, ...], jobs: BackgroundJobs,
+                 pr_curves: int = DEFAULT_PR_CURVES) -> None:
+        self.writer, self.class_names, self.jobs, self.pr_curves = writer, class_names, jobs, pr_curves
         self.last: dict[str, Any] | None = None
         self._replay: dict[str, Any] | None = None
 
@@ -146,21 +207,27 @@ class ReportLogger:
         # At most one validation in flight: a checkpoint then only needs to carry the last one. This waits only if
         # the previous validation's drawing took longer than a whole epoch.
         self.jobs.wait()
-        self._submit(evaluator.state.metrics[REPORT], trainer.state.epoch, time.time())
+        metrics = evaluator.state.metrics
+        self._submit(metrics[REPORT], metrics.get(MISTAKES), trainer.state.epoch, time.time())
 
-    def _submit(self, report: ClassificationReport, epoch: int, walltime: float) -> None:
+    def _submit(self, report: ClassificationReport, mistakes: Mistakes | None, epoch: int, walltime: float) -> None:
         # The wall time is taken now, not when the worker gets to it: a resumed run drops every event stamped
         # after its checkpoint, and this validation happened before the checkpoint of its epoch.
-        self.last = {"epoch": epoch, "walltime": walltime, "counts": torch.from_numpy(report.counts.copy())}
+        self.last = {"epoch": epoch, "walltime": walltime, "counts": torch.from_numpy(report.counts.copy()),
+                     "scores": report.scores.state_dict() if report.scores is not None else None,
+                     "mistakes": mistakes.state_dict() if mistakes is not None else None}
         self.jobs.submit(f"logging the validation report of epoch {epoch} to TensorBoard", write_report_summaries,
-                         self.writer, report, epoch, walltime)
+                         self.writer, report, epoch, walltime, self.pr_curves, mistakes)
 
     def replay(self, engine: Engine) -> None:
         """Write the validation restored by :meth:`load_state_dict` again (attached to the trainer's STARTED)."""
         if self._replay is not None:
             state, self._replay = self._replay, None
-            report = ClassificationReport.from_counts(state["counts"].numpy(), self.class_names)
-            self._submit(report, int(state["epoch"]), float(state["walltime"]))
+            scores, mistakes = state.get("scores"), state.get("mistakes")
+            report = ClassificationReport.from_counts(state["counts"].numpy(), self.class_names,
+                                                      ScoreReport.from_state_dict(scores) if scores else None)
+            self._submit(report, Mistakes.from_state_dict(mistakes) if mistakes else None, int(state["epoch"]),
+                         float(state["walltime"]))
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.last) if self.last is not None else {}
@@ -170,9 +237,10 @@ class ReportLogger:
 
 
 def attach_report_logging(evaluator: Engine, trainer: Engine, tb_logger: TensorboardLogger,
-                          class_names: tuple[str, ...], jobs: BackgroundJobs) -> ReportLogger:
+                          class_names: tuple[str, ...], jobs: BackgroundJobs,
+                          pr_curves: int = DEFAULT_PR_CURVES) -> ReportLogger:
     """Log each validation's report to TensorBoard (step = the trainer's epoch), drawn by ``jobs``' thread."""
-    logger = ReportLogger(tb_logger.writer, class_names, jobs)
+    logger = ReportLogger(tb_logger.writer, class_names, jobs, pr_curves)
     evaluator.add_event_handler(Events.COMPLETED, logger, trainer)
     trainer.add_event_handler(Events.STARTED, logger.replay)
     return logger
@@ -189,7 +257,8 @@ def pending_report_events(checkpoint: Mapping[str, Any]) -> Callable[[Event], bo
     epoch = int(state["epoch"])
 
     def is_pending(event: Event) -> bool:
-        return event.step == epoch and any(v.tag in REPORT_TAGS or v.tag.startswith(PER_CLASS_PREFIX)
+        return event.step == epoch and any(v.tag in REPORT_TAGS or v.tag.startswith((PER_CLASS_PREFIX,
+                                                                                     PR_CURVE_PREFIX))
                                            for v in event.summary.value)
 
     return is_pending
@@ -226,12 +295,15 @@ def write_hparams(writer: SummaryWriter, values: Mapping[str, Any], metrics: Map
 
 def attach_hparams(trainer: Engine, tb_logger: TensorboardLogger, config: TrainConfig,
                    best: BestReport) -> Callable[[Engine], None]:
-    """When the run completes (not when it is interrupted), write the config and the best accuracy as hparams."""
+    """When the run completes (not when it is interrupted), write the config and the best accuracy as hparams, and
+    the value of the ``--best-metric`` that chose the best epoch (``hparam/best_<metric>``) when it is another."""
 
     def log_hparams(engine: Engine) -> None:
         if best.report is not None:
-            write_hparams(tb_logger.writer, hparam_values(config), {BEST_ACCURACY_TAG: best.accuracy},
-                          engine.state.epoch)
+            metrics = {BEST_ACCURACY_TAG: best.accuracy}
+            if best.metric != ACCURACY:
+                metrics[f"hparam/best_{best.metric}"] = best.value
+            write_hparams(tb_logger.writer, hparam_values(config), metrics, engine.state.epoch)
 
     trainer.add_event_handler(Events.COMPLETED, log_hparams)
     return log_hparams

@@ -7,8 +7,11 @@ matplotlib; this module does not, so that ``scripts/evaluate.py`` writes its CSV
 Files written into ``runs/<run>/reports/`` (each replaced atomically, so a reader never sees half a file):
 
 - ``confusion_matrix.csv``: header ``true\\predicted,<class>,...``; one row per true class.
-- ``classification_report.csv``: header ``class,precision,recall,f1,accuracy,support``; one row per class, then
-  ``macro avg`` and ``weighted avg`` (their ``accuracy`` cell is empty: see ``ClassificationReport.table``).
+- ``classification_report.csv``: header ``class,precision,recall,f1,accuracy,ap,roc_auc,support`` (``ap`` and
+  ``roc_auc`` when the report carries scores: always in a training run); one row per class, then ``macro avg`` and
+  ``weighted avg`` (their ``accuracy`` cell is empty: see ``ClassificationReport.table``; an empty ``roc_auc`` cell is
+  a class without positives or without negatives).
+- ``reliability.csv``: the reliability table of the same validation, one row per confidence bin.
 - ``confusion_matrix.png``: the heatmap of the same matrix.
 - ``history.csv``: one row per epoch, the columns of :data:`HISTORY_COLUMNS`.
 """
@@ -32,6 +35,7 @@ from ignite_app.runstate.rundir import (  # noqa: F401  (HISTORY_CSV, REPORT_FIL
     CONFUSION_MATRIX_CSV,
     CONFUSION_MATRIX_PNG,
     HISTORY_CSV,
+    RELIABILITY_CSV,
     REPORT_FILES,
 )
 
@@ -39,9 +43,9 @@ if TYPE_CHECKING:
     from ignite_app.metrics import ClassificationReport
 
 MATRIX_CORNER = "true\\predicted"  # first header cell of confusion_matrix.csv
-REPORT_COLUMNS = ("class", "precision", "recall", "f1", "accuracy", "support")
+REPORT_COLUMNS = ("class", "precision", "recall", "f1", "accuracy", "support")  # a report without scores
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "precision_macro", "recall_macro", "f1_macro",
-                   "lr", "seconds")
+                   "ap_macro", "roc_auc_macro", "ece", "lr", "seconds")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -66,8 +70,9 @@ def report_markdown(report: ClassificationReport) -> str:
 
     :meth:`ClassificationReport.to_markdown` without the confusion matrix (TensorBoard shows it as an image).
     """
-    return (f"{markdown_table(report.table(), 'class')}\n\n"
+    text = (f"{markdown_table(report.table(), 'class')}\n\n"
             f"**accuracy** {report.accuracy:.4f} over {report.num_samples} samples")
+    return text if report.scores is None else f"{text}; {report.scores}"
 
 
 def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
@@ -94,26 +99,42 @@ def confusion_matrix_csv(report: ClassificationReport) -> str:
 def classification_report_csv(report: ClassificationReport) -> str:
     """``classification_report.csv``: one row per class, then ``macro avg`` and ``weighted avg``."""
     table = report.table()
-    rows: list[list[Any]] = [list(REPORT_COLUMNS)]
+    rows: list[list[Any]] = [["class", *report.columns]]
     for name, values in zip(table.index, table.itertuples(index=False)):
         *scores, support = values
         rows.append([name, *map(_number, scores), int(support)])
     return _csv_text(rows)
 
 
+def reliability_csv(report: ClassificationReport) -> str:
+    """``reliability.csv``: ``bin,lower,upper,count,confidence,accuracy`` per confidence bin (empty cells: no
+    sample in the bin); the report must carry scores."""
+    if report.scores is None:
+        raise ValueError("the report carries no scores (ConfusionMatrixMetric(..., scores=ScoreMetric(...)))")
+    table = report.scores.reliability
+    rows: list[list[Any]] = [["bin", *table.columns]]
+    rows += [[b, *map(_number, values)] for b, values in zip(table.index, table.itertuples(index=False))]
+    return _csv_text(rows)
+
+
 def write_report_csvs(folder: Path, report: ClassificationReport) -> list[Path]:
-    """Write ``confusion_matrix.csv`` and ``classification_report.csv`` into ``folder`` (created if needed)."""
+    """Write ``confusion_matrix.csv`` and ``classification_report.csv`` into ``folder`` (created if needed), and
+    ``reliability.csv`` when the report carries scores."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / CONFUSION_MATRIX_CSV, confusion_matrix_csv(report))
     atomic_write_text(folder / CLASSIFICATION_REPORT_CSV, classification_report_csv(report))
-    return [folder / CONFUSION_MATRIX_CSV, folder / CLASSIFICATION_REPORT_CSV]
+    written = [folder / CONFUSION_MATRIX_CSV, folder / CLASSIFICATION_REPORT_CSV]
+    if report.scores is not None:
+        atomic_write_text(folder / RELIABILITY_CSV, reliability_csv(report))
+        written.append(folder / RELIABILITY_CSV)
+    return written
 
 
 def write_report_files(folder: Path, report: ClassificationReport, png: bytes) -> list[Path]:
-    """Write the three report files of ``report`` into ``folder`` (created if needed); returns their paths."""
-    write_report_csvs(folder, report)
+    """Write the report files of ``report`` into ``folder`` (created if needed); returns their paths."""
+    written = write_report_csvs(folder, report)
     atomic_write(folder / CONFUSION_MATRIX_PNG, lambda f: f.write(png))
-    return [folder / name for name in REPORT_FILES]
+    return [*written, folder / CONFUSION_MATRIX_PNG]
 
 
 def remove_report_files(folder: Path) -> None:

@@ -38,7 +38,8 @@ CONFUSION_MATRIX_CSV = "confusion_matrix.csv"
 CLASSIFICATION_REPORT_CSV = "classification_report.csv"
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 HISTORY_CSV = "history.csv"
-REPORT_FILES = (CONFUSION_MATRIX_CSV, CLASSIFICATION_REPORT_CSV, CONFUSION_MATRIX_PNG)
+RELIABILITY_CSV = "reliability.csv"  # the best epoch's calibration table
+REPORT_FILES = (CONFUSION_MATRIX_CSV, CLASSIFICATION_REPORT_CSV, CONFUSION_MATRIX_PNG, RELIABILITY_CSV)
 LOCK_FILE = ".lock"
 DATA_FILES = "data_files.csv.gz"  # the table of the data's files (see ignite_app.runstate.fingerprint)
 # Other files the app writes at the top of a run folder (TensorBoard's, other ranks' logs, temporary files).
