@@ -8,7 +8,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,7 +89,8 @@ def test_the_exported_model_is_the_checkpoints_at_any_batch_size(runs, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == [output.name]  # one file, no temporary left
     saved = load_saved_model(checkpoints[model])
     for batch in (1, 7):
-        images = torch.randint(0, 256, (batch, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(batch))
+        generator = torch.Generator().manual_seed(batch)
+        images = torch.randint(0, 256, (batch, 3, 16, 16), dtype=torch.uint8, generator=generator)
         logits, metadata = plain_outputs(output, images)
         with torch.no_grad():
             expected = saved.model(images).numpy()

@@ -76,10 +76,10 @@ from ignite_app.metrics import (
     ClassificationReport,
     Mistakes,
     ScoreReport,
-    reliability_png,
 )
 from ignite_app.reporting.heatmap import heatmap_png
 from ignite_app.reporting.mistakes import mistakes_png
+from ignite_app.reporting.reliability import reliability_image
 from ignite_app.runstate.jobs import BackgroundJobs
 from ignite_app.reporting.writers import heatmap_title, png_size, report_markdown
 
@@ -161,7 +161,7 @@ def write_score_summaries(writer: SummaryWriter, scores: ScoreReport, tags: Sequ
         writer.add_pr_curve_raw(f"{PR_CURVE_PREFIX}{tags[i]}", *curve, global_step=epoch,
                                 num_thresholds=len(curve.tp), walltime=walltime)
     title = f"epoch {epoch}: ECE {scores.ece:.4f} over {scores.num_samples} samples"
-    writer.file_writer.add_summary(image_summary(RELIABILITY_TAG, reliability_png(scores, title)), epoch, walltime)
+    writer.file_writer.add_summary(image_summary(RELIABILITY_TAG, reliability_image(scores, title)), epoch, walltime)
 
 
 def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_every: int) -> TensorboardLogger:
