@@ -17,9 +17,10 @@ from ignite_app.runstate.checkpoint import load_checkpoint, training_checkpoints
 from ignite_app.reporting.writers import HISTORY_CSV, REPORT_FILES
 from ignite_app.runstate.rundir import RunLock, RunPaths
 
-# 3 epochs of 6 iterations; mid-epoch checkpoints at iterations 4, 8 and 16, epoch checkpoints at 6, 12 and 18
+# 3 epochs of 6 iterations; mid-epoch checkpoints at iterations 4, 8 and 16, epoch checkpoints at 6, 12 and 18; the
+# best model chosen by mAP, with PR curves and confident mistakes in TensorBoard: each must appear exactly once
 ARGS = ["--epochs", "3", "--epoch-length", "6", "--checkpoint-every", "4", "--log-every", "2", "--no-progress",
-        "--seed", "1"]
+        "--seed", "1", "--best-metric", "ap_macro", "--pr-curves", "2", "--log-mistakes", "3"]
 FINAL = "training_18.pt"
 
 
@@ -45,7 +46,8 @@ def images_and_texts(run_dir):
     events.Reload()
     tags = events.Tags()
     return ({tag: [(e.step, e.encoded_image_string) for e in events.Images(tag)] for tag in tags["images"]},
-            {tag: [(e.step, e.tensor_proto.string_val) for e in events.Tensors(tag)] for tag in tags["tensors"]})
+            {tag: [(e.step, e.tensor_proto.SerializeToString()) for e in events.Tensors(tag)]  # texts, PR curves
+             for tag in tags["tensors"]})
 
 
 def report_files(run_dir):
@@ -76,6 +78,7 @@ def assert_same_run(run_dir, reference):
     assert torch.equal(ours["best_report"]["counts"], theirs["best_report"]["counts"])
     best, best_ref = (load_checkpoint(d / "checkpoints" / "best_model.pt") for d in (run_dir, reference))
     assert (best["epoch"], best["best_acc"]) == (best_ref["epoch"], best_ref["best_acc"])
+    assert best["best_metric"] == best_ref["best_metric"] and best["best_metric"]["name"] == "ap_macro"
     assert all(torch.equal(best["state_dict"][k], v) for k, v in best_ref["state_dict"].items())
     assert scalars(run_dir) == scalars(reference)  # no duplicated or zig-zag points
     assert images_and_texts(run_dir) == images_and_texts(reference)  # every epoch's report exactly once
