@@ -103,7 +103,7 @@ def test_the_evaluate_and_predict_commands_do_not_import_the_training_reports(mo
 def test_one_installed_command_dispatches_to_every_command():
     installed = Path(sys.executable).parent / "ignite-app"  # the console script pip installed
     out = subprocess.run([str(installed), "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0 and all(f"  {c}" in out.stdout for c in ("train", "evaluate", "predict"))
+    assert out.returncode == 0 and all(f"  {c}" in out.stdout for c in ("train", "evaluate", "predict", "export"))
     out = subprocess.run([sys.executable, "-m", "ignite_app.cli", "evaluate", "--help"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("usage: ignite-app evaluate")
