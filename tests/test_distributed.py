@@ -38,7 +38,7 @@ def test_a_spawned_run_writes_one_set_of_outputs(two_process_run):
         ".lock", "checkpoints", "config.json", "label_map.txt", "reports", "train.log", "train.rank1.log"]
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone writes TensorBoard
     assert sorted(p.name for p in (run_dir / "reports").iterdir()) == [
-        "classification_report.csv", "confusion_matrix.csv", "confusion_matrix.png", "history.csv"]
+        "classification_report.csv", "confusion_matrix.csv", "confusion_matrix.png", "history.csv", "reliability.csv"]
     assert [line[:2] for line in (run_dir / "reports" / "history.csv").read_text().splitlines()[1:]] == ["1,", "2,"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "best_model.pt", "training_10.pt", "training_9.pt"]

@@ -86,9 +86,12 @@ def test_evaluate_reproduces_the_best_epoch_of_training(folder_run, evaluated):
     assert matrix[0] == ["true\\predicted", *LABELS] and [row[0] for row in matrix[1:]] == LABELS
     assert torch.equal(torch.tensor([[int(v) for v in row[1:]] for row in matrix[1:]]), recorded)
     report = read_csv(out / "classification_report.csv")
-    assert report[0] == ["class", "precision", "recall", "f1", "accuracy", "support"]
+    assert report[0] == ["class", "precision", "recall", "f1", "accuracy", "ap", "roc_auc", "support"]
     assert [row[0] for row in report[1:]] == [*LABELS, "macro avg", "weighted avg"]
     assert [row[-1] for row in report[1:]] == ["10"] * 4 + ["40", "40"] and report[-1][4] == ""
+    for name in ("classification_report.csv", "reliability.csv"):  # the scores too, to the last digit
+        assert (out / name).read_text() == (run_dir / "reports" / name).read_text()
+    assert "mAP " in result.stdout and "(exact)" in result.stdout
     assert "confusion matrix (rows: true class, columns: predicted class)" in result.stdout
     assert "checking 40 images" in result.stdout  # the validation images only
 

@@ -40,10 +40,11 @@ def mistakes_png(mistakes: Mistakes, class_names: Sequence[str], title: str) -> 
     columns = max(1, min(COLUMNS, count))
     rows = max(1, -(-count // columns))
     header = 24
-    width = max(columns * (TILE + 8) + 8, 360)
+    title = title if count else f"{title}: none"
+    width = max(columns * (TILE + 8) + 8, round(font.getlength(title)) + 16)
     canvas = Image.new("RGB", (width, header + rows * (TILE + _LABEL_HEIGHT + 8)), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((8, 6), title if count else f"{title}: none", fill="black", font=font)
+    draw.text((8, 6), title, fill="black", font=font)
     images = mistakes.images.numpy()
     for i in range(count):
         x = 8 + (i % columns) * (TILE + 8)
