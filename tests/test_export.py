@@ -219,6 +219,7 @@ def test_option_errors_exit_2_and_name_the_flags(main, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert export_cli.DEFAULT_TOLERANCE == export_module.DEFAULT_TOLERANCE  # stated twice: the CLI avoids torch
 
 
 def post(url, data):

@@ -309,3 +309,19 @@ def test_half_precision_probabilities_are_scored_as_float32():
     half = probs.half()
     assert_same(report_of(half, y), report_of(half.float(), y))
     assert_same(report_of(half, y.int(), HISTOGRAM), report_of(half.float(), y, HISTOGRAM))
+
+
+@pytest.mark.parametrize("mode", [EXACT, HISTOGRAM])
+def test_the_apps_evaluator_gets_nan_scores_for_nan_probabilities_instead_of_an_error(mode):
+    # a diverged model: its finite-weights check reports it, naming the epoch; the metric must not raise first
+    probs = torch.tensor([[float("nan"), 0.5], [0.5, 0.5], [0.2, 0.8]])
+    metric = ScoreMetric(2, memory_budget_bytes=BUDGETS[mode], on_invalid="nan")
+    metric.update((probs, torch.tensor([0, 1, 1])))
+    report = metric.compute()
+    assert np.isnan(report.ap).all() and np.isnan(report.roc_auc).all() and np.isnan(report.ece)
+    assert report.support.tolist() == [1, 2] and report.num_samples == 3 and report.mode == mode
+    metric.update((probs, torch.tensor([0, 1, 2])))
+    with pytest.raises(ValueError, match=r"1 targets are outside \[0, 2\)"):  # bad labels are still refused
+        metric.compute()
+    with pytest.raises(ValueError, match="on_invalid must be 'raise' or 'nan', got 'skip'"):
+        ScoreMetric(2, on_invalid="skip")

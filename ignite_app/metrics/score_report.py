@@ -90,7 +90,7 @@ class ScoreReport:
     @property
     def num_samples(self) -> int:
         """N, the samples scored."""
-        return int(self.bin_count.sum())
+        return int(self.support.sum())
 
     @property
     def ap_macro(self) -> float:

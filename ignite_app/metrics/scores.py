@@ -108,6 +108,9 @@ class ScoreMetric(Metric):
             a smaller error (see the module docstring).
         output_transform: maps the engine's output to ``(probs, y)``.
         device: where the scores and counts live; inputs on another device are copied there.
+        on_invalid: what ``compute()`` does with scores that are not probabilities: ``"raise"`` a ValueError (they
+            are logits, most likely), or ``"nan"``: a report of NaN scores (the app's evaluator: a diverged model's
+            NaN probabilities, which its finite-weights check then reports).
     """
 
     def __init__(
@@ -118,7 +121,11 @@ class ScoreMetric(Metric):
         bins: int = DEFAULT_BINS,
         output_transform: Callable[[Any], Any] = lambda x: x,
         device: str | torch.device = torch.device("cpu"),
+        on_invalid: str = "raise",
     ) -> None:
+        if on_invalid not in ("raise", "nan"):
+            raise ValueError(f"on_invalid must be 'raise' or 'nan', got {on_invalid!r}")
+        self.on_invalid = on_invalid
         # Set before Metric.__init__, which calls reset(), which needs them.
         self.num_classes = _check_int("num_classes", num_classes, minimum=1, hint="the model's output size")
         self.memory_budget_bytes = _check_int("memory_budget_bytes", memory_budget_bytes, minimum=0,
@@ -204,7 +211,8 @@ class ScoreMetric(Metric):
             scores, targets = all_gather_rows(scores, stored), all_gather_rows(targets, stored)
         bad_labels = int(((targets < 0) | (targets >= c)).sum())
         bad_probs = int((~((scores >= 0) & (scores <= 1))).sum())  # NaN fails both comparisons
-        self._check_values(bad_labels, bad_probs, scores.numel())
+        if self._check_values(bad_labels, bad_probs, scores.numel()):
+            return self._invalid_report(EXACT, torch.bincount(targets, minlength=c))
         ap, auc, pr_counts = self._exact_per_class(scores, targets)
         confidence, predicted = scores.max(dim=1)
         # Sorted on the CPU: the float64 sums then depend only on the set of confidences, not on their order
@@ -243,7 +251,8 @@ class ScoreMetric(Metric):
             counts, calibration = idist.all_reduce(counts), idist.all_reduce(calibration)
         binned = counts[:2 * c * bins].view(2, c, bins)  # [0] negatives, [1] positives
         bad_labels, bad_probs = counts[-2:].tolist()
-        self._check_values(bad_labels, bad_probs, int(calibration[0].sum()) * c)
+        if self._check_values(bad_labels, bad_probs, int(calibration[0].sum()) * c):
+            return self._invalid_report(HISTOGRAM, binned[1].sum(dim=1))
         ap, auc = histogram_ranking(binned[1], binned[0])
         pr_counts = counts[2 * c * bins:2 * c * (bins + t)].view(2, c, t)
         return self._report(HISTOGRAM, ap, auc, binned[1].sum(dim=1), pr_counts, calibration)
@@ -300,13 +309,26 @@ class ScoreMetric(Metric):
         moves[:b] = -1
         self._counts.index_add_(0, torch.cat([mine, mine + positive_offset]), moves)
 
-    def _check_values(self, bad_labels: int, bad_probs: int, num_scores: int) -> None:
+    def _invalid_report(self, mode: str, support: Tensor) -> ScoreReport:
+        """``on_invalid="nan"``: the report of scores that are not probabilities (a diverged model's NaN)."""
+        c, nan = self.num_classes, np.full(self.num_classes, np.nan)
+        empty = np.full(CALIBRATION_BINS, np.nan)
+        return ScoreReport(class_names=self.class_names, mode=mode, ap=nan, roc_auc=nan, support=support.cpu().numpy(),
+                           ece=float("nan"), bin_count=np.zeros(CALIBRATION_BINS, np.int64), bin_confidence=empty,
+                           bin_accuracy=empty, pr_counts=np.zeros((2, c, PR_THRESHOLDS), np.int64))
+
+    def _check_values(self, bad_labels: int, bad_probs: int, num_scores: int) -> bool:
+        """Raise for targets outside [0, C); for scores that are not probabilities, raise or (``on_invalid="nan"``)
+        return True."""
         if bad_labels:
             raise ValueError(f"{bad_labels} targets are outside [0, {self.num_classes}): y must hold class indices "
                              "of the metric's classes; hint: check num_classes against the label map")
+        if bad_probs and self.on_invalid == "nan":
+            return True
         if bad_probs:
             raise ValueError(f"{bad_probs} of {num_scores} scores are not probabilities (outside [0, 1] or NaN); "
                              "ScoreMetric takes the softmax of the logits: pass (logits.softmax(dim=1), y)")
+        return False
 
     def attach(self, engine: Engine, name: str = SCORES, usage: str | MetricUsage = EpochWise()) -> None:
         """Attach to `engine`; the report goes to ``engine.state.metrics[name]``, the scalars beside it."""

@@ -35,7 +35,10 @@ def validation_metrics(class_names: Sequence[str], loss_fn: nn.Module, device: t
         mistakes: how many confident mistakes to keep (0: none).
         score_memory_bytes: the score metric's budget for exact scores (see :class:`ScoreMetric`).
     """
-    scores = ScoreMetric(len(class_names), class_names, memory_budget_bytes=score_memory_bytes, device=device)
+    # on_invalid="nan": the probabilities of a diverged model are NaN; the run's finite-weights check says so,
+    # naming the epoch, rather than the metric refusing them as logits passed by mistake
+    scores = ScoreMetric(len(class_names), class_names, memory_budget_bytes=score_memory_bytes, device=device,
+                         on_invalid="nan")
     metrics: dict[str, Metric] = {
         REPORT: ConfusionMatrixMetric(class_names, probabilities_and_targets, device=device, scores=scores),
         VAL_LOSS: Loss(loss_fn, device=device),
