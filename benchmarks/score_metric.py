@@ -14,6 +14,7 @@
    ResNet-18 (3x112x112), exported with ``ignite_app.export.export_model`` (verified on the timed images).
 
     .venv/bin/python benchmarks/score_metric.py [--samples 10240] [--repeats 15] [--threads 1] [--skip-export]
+    .venv/bin/python benchmarks/score_metric.py --export-only      # the latency table, each runtime's own threads
 """
 
 from __future__ import annotations
@@ -258,6 +259,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--export-repeats", type=int, default=15)
     parser.add_argument("--skip-export", action="store_true", help="leave out the exported-model latency table")
+    parser.add_argument("--export-only", action="store_true", help="only the exported-model latency table")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -265,9 +267,10 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load}; "
           f"batch size {args.batch_size}, {args.samples} samples per pass, median of {args.repeats} interleaved "
           "passes after one warm-up pass\n")
-    update_table(args)
-    compute_table(args)
-    error_table(args)
+    if not args.export_only:
+        update_table(args)
+        compute_table(args)
+        error_table(args)
     if not args.skip_export:
         export_table(args)
     return 0

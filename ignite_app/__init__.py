@@ -58,8 +58,13 @@ _EXPORTS = {
     "ClassificationReport": "ignite_app.metrics",
     "read_label_map": "ignite_app.metrics",
     "write_label_map": "ignite_app.metrics",
-    # evaluating a saved model
+    # the scores of the probabilities (AP, ROC-AUC, calibration)
+    "ScoreMetric": "ignite_app.metrics",
+    "ScoreReport": "ignite_app.metrics",
+    # evaluating and exporting a saved model
     "evaluate_checkpoint": "ignite_app.evaluation",
+    "export_model": "ignite_app.export",
+    "load_artifact": "ignite_app.artifacts",
     "load_checkpoint": "ignite_app.runstate.checkpoint",
     # the handler helpers build() uses, for users who wire their own engines
     "attach_best_checkpoint": "ignite_app.handlers",
@@ -90,10 +95,12 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static type checkers and IDEs see real imports
     from ignite_app.app import App, Handlers, RunResult, build, run  # noqa: F401
     from ignite_app.cli.worker import launch  # noqa: F401
+    from ignite_app.artifacts import load_artifact  # noqa: F401
     from ignite_app.config import ConfigError, TrainConfig  # noqa: F401
     from ignite_app.data import DataBundle  # noqa: F401
     from ignite_app.errors import Interrupted, TrainingDiverged, UsageError  # noqa: F401
     from ignite_app.evaluation import evaluate_checkpoint  # noqa: F401
+    from ignite_app.export import export_model  # noqa: F401
     from ignite_app.events import AppEvents, BestModel  # noqa: F401
     from ignite_app.handlers import (  # noqa: F401
         attach_best_checkpoint,
@@ -110,6 +117,8 @@ if TYPE_CHECKING:  # static type checkers and IDEs see real imports
     from ignite_app.metrics import (  # noqa: F401
         ClassificationReport,
         ConfusionMatrixMetric,
+        ScoreMetric,
+        ScoreReport,
         read_label_map,
         write_label_map,
     )
