@@ -207,8 +207,8 @@ def export_table(args: argparse.Namespace) -> None:
     from ignite_app.export import export_model
     from ignite_app.models import build_classifier
 
-    print(f"\nexported model, CPU latency (uint8 images in, logits out), median of {args.export_repeats} interleaved "
-          "runs\n")
+    print(f"\nexported model, CPU latency (uint8 images in, logits out), {torch.get_num_threads()} thread(s) for every "
+          f"runtime, median of {args.export_repeats} interleaved runs\n")
     print("| model | input | batch | runtime | ms/batch | × eager |")
     print("|---|---|---:|---|---:|---:|")
     torch.manual_seed(0)
@@ -224,7 +224,7 @@ def export_table(args: argparse.Namespace) -> None:
             runtimes: dict[str, Callable[[torch.Tensor], object]] = {}
             for fmt, label in (("onnx", "onnxruntime"), ("pt2", "torch.export (.pt2)")):
                 path = export_model(saved, fmt, Path(folder) / f"model.{fmt}", images).path
-                artifact = load_artifact(path)
+                artifact = load_artifact(path, threads=torch.get_num_threads())  # as many threads as torch
                 runtimes[label] = lambda x, run=artifact.run: run(x.numpy())
 
             def eager(x: torch.Tensor) -> object:

@@ -90,8 +90,8 @@ class Artifact:
         return str(self.metadata["preprocessing"]["dataset"])
 
 
-def load_artifact(path: Path) -> Artifact:
-    """Read and check an exported model file.
+def load_artifact(path: Path, threads: int | None = None) -> Artifact:
+    """Read and check an exported model file; ``threads``: onnxruntime's intra-op threads (default: its own choice).
 
     Raises:
         ArtifactError: the file is missing, of another kind than its name says, truncated or corrupt, not exported
@@ -104,10 +104,10 @@ def load_artifact(path: Path) -> Artifact:
     if fmt is None:
         raise ArtifactError(f"--model-file {path}: the name must end in .onnx or .pt2 (the two formats "
                             "scripts/export.py writes)")
-    return artifact_from_bytes(path.read_bytes(), fmt, str(path))
+    return artifact_from_bytes(path.read_bytes(), fmt, str(path), threads)
 
 
-def artifact_from_bytes(data: bytes, fmt: str, source: str) -> Artifact:
+def artifact_from_bytes(data: bytes, fmt: str, source: str, threads: int | None = None) -> Artifact:
     """:func:`load_artifact` for bytes in memory (``source`` names them in messages)."""
     is_zip = data[:4] == _ZIP_MAGIC
     if fmt == "onnx" and is_zip:
@@ -115,7 +115,7 @@ def artifact_from_bytes(data: bytes, fmt: str, source: str) -> Artifact:
     if fmt == "pt2" and not is_zip:
         raise ArtifactError(f"{source} is not a torch.export archive (.pt2 files are zip archives; it starts with "
                             f"{data[:8]!r}): truncated, corrupt, or another kind of file")
-    artifact = _load_onnx(data, source) if fmt == "onnx" else _load_pt2(data, source)
+    artifact = _load_onnx(data, source, threads) if fmt == "onnx" else _load_pt2(data, source)
     _check_output(artifact)
     return artifact
 
@@ -137,12 +137,14 @@ def _metadata(text: str | None, source: str) -> dict[str, Any]:
     return metadata
 
 
-def _load_onnx(data: bytes, source: str) -> Artifact:
+def _load_onnx(data: bytes, source: str, threads: int | None = None) -> Artifact:
     require_export_extra("onnx", ("onnxruntime",))
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: the session's warnings are about graph optimisations
+    if threads is not None:
+        options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail...)
