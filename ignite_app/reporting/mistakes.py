@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ignite_app.metrics.mistakes import Mistakes
 
 TILE = 112  # pixels per image; small images are scaled up without smoothing, so their pixels stay visible
-COLUMNS = 8
-_LABEL_HEIGHT = 30
+COLUMNS = 4  # TensorBoard fits an image to its card: a narrow grid stays readable
+_LABEL_HEIGHT = 34
 _NAME_CHARS = 14  # longer class names are shortened in the tile's label
 
 
@@ -35,11 +35,11 @@ def _tile(image: np.ndarray) -> Image.Image:
 
 def mistakes_png(mistakes: Mistakes, class_names: Sequence[str], title: str) -> bytes:
     """The mistakes as one PNG grid of up to COLUMNS tiles per row, under ``title``."""
-    font = ImageFont.load_default(size=11)
+    font = ImageFont.load_default(size=13)
     count = len(mistakes)
     columns = max(1, min(COLUMNS, count))
     rows = max(1, -(-count // columns))
-    header = 24
+    header = 26
     title = title if count else f"{title}: none"
     width = max(columns * (TILE + 8) + 8, round(font.getlength(title)) + 16)
     canvas = Image.new("RGB", (width, header + rows * (TILE + _LABEL_HEIGHT + 8)), "white")
@@ -52,7 +52,7 @@ def mistakes_png(mistakes: Mistakes, class_names: Sequence[str], title: str) -> 
         canvas.paste(_tile(images[i]), (x, y))
         true, predicted = (class_names[int(c)] for c in (mistakes.true[i], mistakes.predicted[i]))
         draw.text((x, y + TILE + 2), f"{_short(true)} -> {_short(predicted)}", fill="black", font=font)
-        draw.text((x, y + TILE + 15), f"{float(mistakes.confidence[i]):.3f}", fill="#b22222", font=font)
+        draw.text((x, y + TILE + 17), f"{float(mistakes.confidence[i]):.3f}", fill="#b22222", font=font)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
