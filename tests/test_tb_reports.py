@@ -175,11 +175,13 @@ def test_a_resumed_logger_replaces_the_last_validation_with_the_same_events(tmp_
     jobs.close()
     resumed.close()
     after = read_events(tmp_path)
+    # Sorted by step: the reader takes the files in name order, and the two writers' names (time in seconds, then
+    # pid, then a per-process counter, as text) may sort either way within one second.
     for tag in ("val/confusion_matrix", "val/confusion_matrix_normalized"):
-        assert [(e.step, e.wall_time, e.encoded_image_string) for e in after.Images(tag)] == \
-               [(e.step, e.wall_time, e.encoded_image_string) for e in before.Images(tag)]
-    assert [(e.step, e.wall_time, e.value) for e in after.Scalars("val_per_class/dog/precision")] == \
-           [(e.step, e.wall_time, e.value) for e in before.Scalars("val_per_class/dog/precision")]
+        assert sorted((e.step, e.wall_time, e.encoded_image_string) for e in after.Images(tag)) == \
+               sorted((e.step, e.wall_time, e.encoded_image_string) for e in before.Images(tag))
+    assert sorted((e.step, e.wall_time, e.value) for e in after.Scalars("val_per_class/dog/precision")) == \
+           sorted((e.step, e.wall_time, e.value) for e in before.Scalars("val_per_class/dog/precision"))
     assert pending_report_events({}) is None and pending_report_events({"report_logging": {}}) is None
 
 
