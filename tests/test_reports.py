@@ -319,13 +319,6 @@ def test_history_rows_are_exact_except_seconds():
     assert HISTORY_COLUMNS[7:10] == ("ap_macro", "roc_auc_macro", "ece")
 
 
-def test_a_history_of_an_earlier_version_is_continued_with_empty_score_cells(tmp_path):
-    path = tmp_path / "history.csv"
-    old = [c for c in HISTORY_COLUMNS if c not in ("ap_macro", "roc_auc_macro", "ece")]
-    path.write_text(",".join(old) + "\n1,0.5,0.4,0.9,0.8,0.7,0.75,0.003,1.000\n")
-    assert read_history(path, 1) == [["1", "0.5", "0.4", "0.9", "0.8", "0.7", "0.75", "", "", "", "0.003", "1.000"]]
-
-
 def test_read_history_keeps_the_epochs_a_checkpoint_includes(tmp_path):
     path = tmp_path / "history.csv"
     assert read_history(path, 3) == []

@@ -168,13 +168,10 @@ def read_history(path: Path, up_to_epoch: int) -> list[list[str]]:
         return []
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    header = tuple(rows[0]) if rows else ()
-    if header != HISTORY_COLUMNS and not set(header) < set(HISTORY_COLUMNS):
+    if not rows or tuple(rows[0]) != HISTORY_COLUMNS:
         raise ValueError(f"{path} does not start with the header {','.join(HISTORY_COLUMNS)}; move it away to let "
                          "the run write its history")
-    # a file of an earlier version lacks some columns (the scores): their cells stay empty in its rows
-    rows = [[dict(zip(header, row)).get(column, "") for column in HISTORY_COLUMNS] for row in rows[1:] if row]
-    return [row for row in rows if int(row[0]) <= up_to_epoch]
+    return [row for row in rows[1:] if row and int(row[0]) <= up_to_epoch]
 
 
 def write_history(path: Path, rows: Sequence[Sequence[str]]) -> None:
