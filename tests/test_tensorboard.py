@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ignite_app.runstate.checkpoint import load_checkpoint
 from ignite_app.metrics import ClassificationReport
-from ignite_app.reporting.writers import HISTORY_COLUMNS, classification_report_csv, confusion_matrix_csv
+from ignite_app.reporting.writers import classification_report_csv, confusion_matrix_csv, history_columns
 
 CLASSES = [str(d) for d in range(10)]
 EPOCHS = [1, 2]
@@ -48,10 +48,12 @@ def test_the_reports_folder_holds_the_best_epochs_report_and_the_history(run_dir
     assert Image.open(folder / "confusion_matrix.png").size == (700, 700)
     with open(folder / "history.csv", newline="") as f:
         history = list(csv.DictReader(f))
-    assert list(history[0]) == list(HISTORY_COLUMNS) and [row["epoch"] for row in history] == ["1", "2"]
+    # digits has 10 classes: top-5 accuracy is reported
+    assert list(history[0]) == list(history_columns(top5=True)) and [row["epoch"] for row in history] == ["1", "2"]
     summaries = [line for line in (run_dir / "train.log").read_text().splitlines() if "| val_acc" in line]
     for row, line in zip(history, summaries):  # the same numbers as the summary lines
-        assert f"val_acc {100 * float(row['val_accuracy']):6.2f}%" in line
+        assert f"val_acc {100 * float(row['val_accuracy']):6.2f}% | top5 {100 * float(row['top5_accuracy']):6.2f}%" \
+            in line
         assert f"train_loss {float(row['train_loss']):.4f}" in line
 
 

@@ -27,6 +27,9 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
     "checkpoints and resuming": ("checkpoint_every", "keep_last", "resume"),
     "several processes and GPUs": ("backend", "nproc_per_node", "amp", "channels_last"),
     "extending": ("plugins", "handlers"),
+    "training recipe": ("label_smoothing", "mixup_alpha", "cutmix_alpha", "mix_prob", "ema_decay", "ema_warmup_steps",
+                        "accumulate_steps", "clip_grad_norm", "class_weights", "sampler", "auto_augment",
+                        "random_erasing"),
 }
 
 
