@@ -35,7 +35,7 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """One flag per config field: its type, choices and default come from the dataclass."""
-    return build_options_parser(TrainConfig, prog, DESCRIPTION, HELP_GROUPS)
+    return build_options_parser(TrainConfig, prog, DESCRIPTION, HELP_GROUPS, config_file=True)
 
 
 def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
