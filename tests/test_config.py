@@ -90,7 +90,7 @@ def test_cli_rejects_bad_values_with_exit_code_2(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["cli.train", "cli.evaluate", "cli.predict"])
+@pytest.mark.parametrize("module", ["cli.train", "cli.evaluate", "cli.predict", "cli.find_lr"])
 @pytest.mark.parametrize(("argv", "exit_code"), [(["--help"], 0), (["--batch-size", "0"], 2)])
 def test_help_and_bad_options_answer_without_importing_torch(module, argv, exit_code):
     # the scripts' entry points, as they run: torch takes seconds to import, --help must not wait for it
