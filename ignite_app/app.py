@@ -56,11 +56,23 @@ from ignite_app.handlers import (
     attach_validation,
 )
 from ignite_app.metrics import ACCURACY, write_label_map
+from ignite_app.metrics.topk import has_top_k, top_k_metrics
 from ignite_app.metrics.validation import validation_metrics
 from ignite_app.models import build_classifier, build_optimizer, param_groups
 from ignite_app.plugins import Plugin, load_plugins
+from ignite_app.recipe.ema import ModelEma
+from ignite_app.recipe.wiring import (
+    attach_ema,
+    attach_raw_validation,
+    build_train_recipe,
+    build_training_loss,
+    create_ema,
+    create_raw_evaluator,
+    recipe_state,
+)
 from ignite_app.reporting.eventfiles import purge_events_after
 from ignite_app.reporting.files import History, ReportFiles, attach_history, attach_report_files
+from ignite_app.reporting.recipe_logging import attach_recipe_tensorboard
 from ignite_app.runstate.jobs import BackgroundJobs
 from ignite_app.reporting.tbchecksum import use_fast_checksums
 from ignite_app.reporting.tensorboard import (
@@ -111,6 +123,9 @@ class Handlers:
     history: History | None = None
     hparams: Callable[[Engine], None] | None = None
     norm_logging: list[ParamNormHandler] = field(default_factory=list)
+    # training recipe: the moving average of the weights (--ema-decay), and the raw weights' evaluator next to it
+    ema: ModelEma | None = None
+    raw_evaluator: Engine | None = None
 
 
 @dataclass(frozen=True)
@@ -206,13 +221,14 @@ class App:
             log.warning("a handler stopped the run at iteration %d (epoch %d of %d)%s", iteration,
                         (iteration - 1) // epoch_length + 1, self.config.epochs,
                         " after saving a checkpoint there" if handler_stop.saved else
-                        "; no checkpoint could be written there (it ended an epoch before its validation), the last "
+                        f"; no checkpoint could be written there ({handler_stop.unsaved_reason}), the last "
                         "one is " + ", ".join(p.name for p in training_checkpoints(self.paths.checkpoints)[:1]))
             if best.report is not None:
                 log.info("best so far: epoch %d, val accuracy %.2f%%%s", best.epoch, 100 * best.accuracy,
-                         _chosen_by(best))
+                         _chosen_by(best) + top5_text(best.top5))
         elif best.report is not None:
-            log.info("best epoch %d: val accuracy %.2f%%%s\n%s", best.epoch, 100 * best.accuracy, _chosen_by(best),
+            log.info("best epoch %d: val accuracy %.2f%%%s\n%s", best.epoch, 100 * best.accuracy,
+                     _chosen_by(best) + top5_text(best.top5),
                      best.report)
         log.info("best checkpoint: %s", self.paths.best_model)
         if self.handlers.report_files is not None:
@@ -225,6 +241,11 @@ class App:
 def _chosen_by(best: BestReport) -> str:
     """How the best epoch was chosen, when not by accuracy: ", chosen by ap_macro 0.9950"."""
     return "" if best.metric == ACCURACY else f", chosen by {best.metric} {best.value:.4f}"
+
+
+def top5_text(top5: float | None) -> str:
+    """The best epoch's top-5 accuracy for the final report (more than 5 classes), or nothing."""
+    return "" if top5 is None else f", top-5 accuracy {100 * top5:.2f}%"
 
 
 def close_all(closers: list[Callable[[], None]]) -> None:
@@ -287,12 +308,18 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
     model = idist.auto_model(classifier)  # DistributedDataParallel when there are several processes
     optimizer = idist.auto_optim(build_optimizer(config.optimizer, param_groups(classifier, config), config))
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = build_training_loss(config, bundle, device)  # label smoothing, class weights: training only
+    ema = create_ema(classifier, config)  # --ema-decay: validated and kept as the best model instead of the raw one
+    evaluated = ema.module if ema is not None else unwrap(model)
 
     # 4. engines: step functions only; evaluation runs the bare model (DDP would sync on every forward)
-    trainer = create_trainer(model, optimizer, loss_fn, options, scaler)
-    metrics = validation_metrics(bundle.classes, loss_fn, device, mistakes=config.log_mistakes)
-    evaluator = create_evaluator(unwrap(model), options, metrics)
+    recipe = build_train_recipe(config, len(bundle.classes), rank)  # accumulation, mixing, clipping
+    trainer = create_trainer(model, optimizer, loss_fn, options, scaler, recipe)
+    # the validation loss stays plain cross-entropy, comparable whatever the training loss (smoothing, weights)
+    metrics = {**validation_metrics(bundle.classes, nn.CrossEntropyLoss(), device, mistakes=config.log_mistakes),
+               **top_k_metrics(len(bundle.classes), device)}
+    evaluator = create_evaluator(evaluated, options, metrics)
+    raw_evaluator = create_raw_evaluator(unwrap(model), options) if ema is not None else None
 
     # 5. the run folder, once everything above has been accepted; rank 0 creates it and tells the others
     closers: list[Callable[[], None]] = []
@@ -308,15 +335,21 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
         epoch_loss = attach_epoch_loss(trainer, device)
         attach_data_order(trainer, train_loader.batch_sampler)
         progress_bar = attach_progress_bar(trainer) if config.progress and first else None
+        if ema is not None:
+            attach_ema(trainer, ema, unwrap(model))  # after each optimizer step, before a checkpoint saves it
         if world_size > 1:
-            attach_buffer_sync(evaluator, unwrap(model))
+            attach_buffer_sync(evaluator, evaluated)
         attach_validation(trainer, evaluator, val_loader)
-        attach_finite_guard(evaluator, trainer, unwrap(model))  # before anything keeps the model as the best
+        if raw_evaluator is not None:
+            if world_size > 1:
+                attach_buffer_sync(raw_evaluator, unwrap(model))
+            attach_raw_validation(trainer, raw_evaluator, val_loader)
+        attach_finite_guard(evaluator, trainer, evaluated)  # before anything keeps the model as the best
         best_report = attach_best_report(evaluator, trainer, bundle.classes, config.best_metric)
         lr_scheduler = attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length)
         best_checkpoint = attach_best_checkpoint(
             evaluator, trainer,
-            best_model_contents(model, optimizer, lr_scheduler, trainer, best_report, bundle, config),
+            best_model_contents(evaluated, optimizer, lr_scheduler, trainer, best_report, bundle, config),
             paths.checkpoints, config.best_metric)
         early_stopping = attach_early_stopping(evaluator, trainer, config.early_stopping_patience, config.best_metric)
         tb_logger = attach_tensorboard(trainer, evaluator, paths.root, config.log_every) if first else None
@@ -336,12 +369,16 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
             norm_logging = attach_norm_logging(trainer, tb_logger, classifier.network, config.log_weights,
                                                config.log_grads)
             hparams = attach_hparams(trainer, tb_logger, config, best_report)
+            attach_recipe_tensorboard(tb_logger, trainer, evaluator, raw_evaluator, config.log_every,
+                                      grad_norm=config.clip_grad_norm is not None, top5=has_top_k(len(bundle.classes)))
         summary = attach_epoch_summary(trainer, evaluator)
         # before the checkpoint that includes the epoch: a resume never finds an epoch missing from the history
-        history = attach_history(trainer, summary, paths.reports) if first else None
+        history = (attach_history(trainer, summary, paths.reports, top5=has_top_k(len(bundle.classes))) if first
+                   else None)
         state = training_state(trainer, model, optimizer, lr_scheduler, early_stopping, best_checkpoint,
                                best_report, epoch_loss, scaler, bundle, config, fingerprint)
         state[REPORT_LOGGING] = report_logging if report_logging is not None else Value(lambda: None)
+        state.update(recipe_state(ema))
         training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
                                                          config.checkpoint_every)
         closers.append(training_checkpoint.save_handler.close)  # type: ignore[union-attr]  # before the lock goes
@@ -361,7 +398,7 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
             early_stopping=early_stopping, tb_logger=tb_logger, progress_bar=progress_bar, summary=summary,
             training_checkpoint=training_checkpoint, graceful_stop=graceful_stop, handler_stop=handler_stop,
             report_jobs=jobs, report_logging=report_logging, report_files=report_files, history=history,
-            hparams=hparams, norm_logging=norm_logging)
+            hparams=hparams, norm_logging=norm_logging, ema=ema, raw_evaluator=raw_evaluator)
         app = App(config=config, paths=paths, device=device, data=bundle, model=model, optimizer=optimizer,
                   lr_scheduler=lr_scheduler, loss_fn=loss_fn, trainer=trainer, evaluator=evaluator,
                   train_loader=train_loader, val_loader=val_loader, handlers=handlers, _closers=closers)

@@ -28,6 +28,10 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
 CHANNELS = (1, 3)
 BAD_IMAGE_POLICIES = ("error", "skip")
+# training recipe (issue 16)
+AUTO_AUGMENT_POLICIES = ("none", "trivialaugment", "randaugment", "augmix")
+CLASS_WEIGHTS = ("none", "balanced")
+SAMPLERS = ("shuffle", "balanced")
 # The options that only --dataset folder reads; with another built-in dataset they are refused rather than ignored
 # (a registered dataset receives the whole config and may read any of them).
 FOLDER_ONLY = ("data_dir", "label_map", "val_split", "augment")
@@ -201,6 +205,35 @@ class TrainConfig(Options):
     python_model: bool = option(False, "the network was given to build() from Python", cli=False,
                                 affects_results=False)
     python_data: bool = option(False, "the data was given to build() from Python", cli=False, affects_results=False)
+    # training recipe (issue 16): every switch is off by default
+    label_smoothing: float = option(0.0, "cross-entropy with label smoothing F on the training targets (the "
+                                    "validation loss stays plain cross-entropy)", low=0.0, high=1.0, high_open=True,
+                                    metavar="F")
+    mixup_alpha: float = option(0.0, "MixUp: mix pairs of training images with a Beta(A, A) share (0 = off)", low=0.0,
+                                metavar="A")
+    cutmix_alpha: float = option(0.0, "CutMix: paste a box of one training image into another, area from Beta(A, "
+                                 "A) (0 = off); with --mixup-alpha too, each mixed batch uses one of the two",
+                                 low=0.0, metavar="A")
+    mix_prob: float = option(1.0, "share of training batches that are mixed (with --mixup-alpha or "
+                             "--cutmix-alpha)", low=0.0, high=1.0, metavar="P")
+    ema_decay: float | None = option(None, "keep an exponential moving average of the weights (decay D per "
+                                     "optimizer step); validation, the best model and best_model.pt use it "
+                                     "(default: off)", low=0.0, high=1.0, low_open=True, high_open=True, metavar="D")
+    ema_warmup_steps: int = option(0, "EMA: the decay grows linearly from 0 to D over the first N optimizer steps",
+                                   low=0, metavar="N")
+    accumulate_steps: int = option(1, "gradient accumulation: one optimizer step per K batches (a group never "
+                                   "crosses an epoch's end)", low=1, metavar="K")
+    clip_grad_norm: float | None = option(None, "clip the gradients' global L2 norm to X (after unscaling under "
+                                          "AMP); the norm before clipping is logged as train/grad_norm (default: "
+                                          "off)", low=0.0, low_open=True, metavar="X")
+    class_weights: str = option("none", "balanced: weight the training loss of each class by N / (C x its count)",
+                                choices=CLASS_WEIGHTS)
+    sampler: str = option("shuffle", "shuffle: each image once per epoch; balanced: draw classes equally (with "
+                          "replacement, as many samples per epoch as the training set)", choices=SAMPLERS)
+    auto_augment: str = option("none", "folder: augmentation policy on the training images (torchvision)",
+                               choices=AUTO_AUGMENT_POLICIES)
+    random_erasing: float = option(0.0, "folder: erase a random box of each training image with probability P",
+                                   low=0.0, high=1.0, metavar="P")
     # checkpoints and resuming
     checkpoint_every: int | None = option(None, "also write a training checkpoint every N iterations (one is "
                                           "always written after each epoch)", low=1, metavar="N",
@@ -228,6 +261,7 @@ class TrainConfig(Options):
         if self.resume == "auto" and self.run_name is None:
             raise ConfigError("--resume auto needs --run-name: it continues the run of that name")
         self._check_dataset_options()
+        self._check_recipe_options()
 
     def _check_dataset_options(self) -> None:
         if self.dataset == "folder":
@@ -242,6 +276,26 @@ class TrainConfig(Options):
             if value is not None and value is not False:  # --no-augment is harmless: nothing else augments
                 raise ConfigError(f"{flag_name(name)} {value} is only read with --dataset folder (this run uses "
                                   f"--dataset {self.dataset}); add --dataset folder or drop {flag_name(name)}")
+
+    def _check_recipe_options(self) -> None:
+        """Refuse training-recipe options that would silently do nothing (issue 16)."""
+        if self.mix_prob != 1.0 and not self.mixes:
+            raise ConfigError(f"--mix-prob {self.mix_prob:g} has no effect without --mixup-alpha or --cutmix-alpha; "
+                              "set one of them or drop --mix-prob")
+        if self.ema_warmup_steps and self.ema_decay is None:
+            raise ConfigError(f"--ema-warmup-steps {self.ema_warmup_steps} has no effect without --ema-decay; set "
+                              "--ema-decay (0.999, say) or drop --ema-warmup-steps")
+        if self.dataset in IGNORES_FOLDER_OPTIONS:
+            for name, off in (("auto_augment", "none"), ("random_erasing", 0.0)):
+                if getattr(self, name) != off:
+                    raise ConfigError(f"{flag_name(name)} {getattr(self, name)} is only read with --dataset folder "
+                                      f"(this run uses --dataset {self.dataset}); add --dataset folder or drop "
+                                      f"{flag_name(name)}")
+
+    @property
+    def mixes(self) -> bool:
+        """Whether training batches are mixed (MixUp or CutMix)."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
     @property
     def augments(self) -> bool:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from ignite.engine import Engine
 from ignite.metrics import Metric
 from torch import Tensor, nn
+
+from ignite_app.recipe.accumulation import STEPPED, StepGroups
+from ignite_app.recipe.mixing import BatchMixer
 
 
 @dataclass(frozen=True)
@@ -38,30 +42,71 @@ def prepare_batch(batch: tuple[Tensor, Tensor], options: StepOptions) -> tuple[T
     return x, y.to(options.device, non_blocking=options.non_blocking)
 
 
+@dataclass(frozen=True)
+class TrainRecipe:
+    """What the training step does besides forward, loss, backward and step (all off by default).
+
+    Args:
+        groups: gradient accumulation: the batches of one optimizer step (:mod:`ignite_app.recipe.accumulation`).
+        mixer: MixUp/CutMix of each batch, with soft targets (:mod:`ignite_app.recipe.mixing`).
+        clip_grad_norm: clip the gradients' global L2 norm to this (after unscaling under float16 AMP).
+    """
+
+    groups: StepGroups = field(default_factory=StepGroups)
+    mixer: BatchMixer | None = None
+    clip_grad_norm: float | None = None
+
+
 def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                   options: StepOptions, scaler: torch.amp.GradScaler | None = None) -> Engine:
-    """An engine whose step trains on one batch and returns ``{"loss": detached loss, "batch_size": B}``.
+                   options: StepOptions, scaler: torch.amp.GradScaler | None = None,
+                   recipe: TrainRecipe | None = None) -> Engine:
+    """An engine whose step trains on one batch and returns ``{"loss": detached loss, "batch_size": B, "stepped":
+    whether the optimizer stepped}`` (plus ``"grad_norm"``, the norm before clipping, when it clips and stepped).
 
     The loss stays a tensor: turning it into a float here would wait for the GPU on every iteration; the handlers
     that need a number convert it when they fire. With a ``scaler`` (float16 AMP) the loss is scaled so that small
-    gradients do not underflow.
+    gradients do not underflow. With gradient accumulation, the gradients are cleared before a group's first batch,
+    each batch's loss is divided by the group's size, and the optimizer steps after its last batch; under
+    ``DistributedDataParallel`` the other batches skip the gradient all-reduce (``no_sync``).
     """
+    recipe = recipe or TrainRecipe()
+    params = [p for p in model.parameters() if p.requires_grad]
+    no_sync = model.no_sync if isinstance(model, nn.parallel.DistributedDataParallel) else contextlib.nullcontext
+
+    def optimizer_step() -> Tensor | None:
+        norm = None
+        if recipe.clip_grad_norm is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            norm = torch.nn.utils.clip_grad_norm_(params, recipe.clip_grad_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        return norm
 
     def train_step(engine: Engine, batch: tuple[Tensor, Tensor]) -> dict[str, Any]:
         model.train()
         x, y = prepare_batch(batch, options)
-        optimizer.zero_grad(set_to_none=True)
-        with options.autocast():
-            logits = model(x)  # (B, C)
-            loss = loss_fn(logits, y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        return {"loss": loss.detach(), "batch_size": y.shape[0]}
+        group = recipe.groups.position(engine.state.iteration, engine.state.epoch_length)
+        if group.first:
+            optimizer.zero_grad(set_to_none=True)
+        target = y
+        if recipe.mixer is not None:
+            x, target = recipe.mixer(x, y, engine.state.epoch, engine.state.iteration)  # floats, (B, C) targets
+        with contextlib.nullcontext() if group.last else no_sync():
+            with options.autocast():
+                logits = model(x)  # (B, C)
+                loss = loss_fn(logits, target)
+            scaled = loss / group.size if group.size > 1 else loss
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        output: dict[str, Any] = {"loss": loss.detach(), "batch_size": y.shape[0], STEPPED: group.last}
+        if group.last:
+            norm = optimizer_step()
+            if norm is not None:
+                output["grad_norm"] = norm.detach()
+        return output
 
     return Engine(train_step)
 

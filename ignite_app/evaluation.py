@@ -102,8 +102,8 @@ def evaluation_config(saved: SavedModel, dataset: str | None = None, data_dir: P
     if data_dir is not None or dataset not in (None, saved.config.dataset):
         dataset = dataset or ("folder" if data_dir is not None else saved.config.dataset)
         changes.update(dataset=dataset, data_dir=data_dir, val_split=val_split, label_map=None)
-        if dataset != "folder":
-            changes["augment"] = None
+        if dataset != "folder":  # the folder-only training options, which another dataset refuses
+            changes.update(augment=None, auto_augment="none", random_erasing=0.0)
     elif val_split is not None:
         changes["val_split"] = val_split
     if on_bad_image is not None:

@@ -50,6 +50,8 @@ from ignite_app.metrics import (
     ClassificationReport,
     ScoreReport,
 )
+from ignite_app.metrics.topk import TOP5_ACCURACY
+from ignite_app.recipe.accumulation import StepGroups
 from ignite_app.runstate.checkpoint import DurableSaver
 from ignite_app.runstate.rundir import BEST_MODEL
 
@@ -239,7 +241,8 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
     """Record the epoch's lr in ``trainer.state.metrics["lr"]`` and drive the scheduler ``config`` names.
 
     Returns the scheduler: torch's ``ReduceLROnPlateau`` (plateau), ignite's warm-up + cosine parameter scheduler
-    (cosine) or ``None``. Attach after :func:`attach_validation` so that ``val_*`` monitors are up to date.
+    (cosine) or ``None``. Attach after :func:`attach_validation` so that ``val_*`` monitors are up to date. The
+    cosine schedule counts optimizer steps: with ``--accumulate-steps`` it moves once per group of batches.
     """
 
     def record_lr(engine: Engine) -> None:  # before the plateau step: the lr this epoch trained with
@@ -258,15 +261,18 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
         trainer.add_event_handler(Events.EPOCH_COMPLETED, PlateauStep(scheduler, read))
         return scheduler
     if config.lr_scheduler == "cosine":
-        total = config.epochs * epoch_length
-        warmup = min(round(config.warmup_epochs * epoch_length), total - 1)
+        groups = StepGroups(config.accumulate_steps)
+        steps_per_epoch = groups.steps_per_epoch(epoch_length)
+        total = config.epochs * steps_per_epoch
+        warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
         cosine = CosineAnnealingScheduler(optimizer, "lr", start_value=config.lr, end_value=0.0,
                                           cycle_size=total - warmup + 1)  # one cycle: no restart at the end
         scheduler = cosine
         if warmup > 0:
             scheduler = create_lr_scheduler_with_warmup(cosine, warmup_start_value=config.lr / warmup,
                                                         warmup_end_value=config.lr, warmup_duration=warmup)
-        trainer.add_event_handler(Events.ITERATION_STARTED, scheduler)
+        trainer.add_event_handler(Events.ITERATION_STARTED(event_filter=groups.starts_group)
+                                  if groups.size > 1 else Events.ITERATION_STARTED, scheduler)
         return scheduler
     return None
 
@@ -282,28 +288,31 @@ class BestReport:
         self.accuracy = -math.inf  # the accuracy of the best epoch
         self.epoch = 0
         self.report: ClassificationReport | None = None
+        self.top5: float | None = None  # the best epoch's top-5 accuracy (more than 5 classes)
 
     def __call__(self, evaluator: Engine, trainer: Engine) -> None:
         value = evaluator.state.metrics[self.metric]
         if value > self.value:
             self.value, self.accuracy, self.epoch = value, evaluator.state.metrics[ACCURACY], trainer.state.epoch
             self.report = evaluator.state.metrics[REPORT]
+            self.top5 = evaluator.state.metrics.get(TOP5_ACCURACY)
 
     def state_dict(self) -> dict[str, Any]:
         report = self.report
         counts = None if report is None else torch.tensor(report.counts)  # a copy: counts is read-only
         scores = None if report is None or report.scores is None else report.scores.state_dict()
         return {"accuracy": self.accuracy, "epoch": self.epoch, "counts": counts, "metric": self.metric,
-                "value": self.value, "scores": scores}
+                "value": self.value, "scores": scores, TOP5_ACCURACY: self.top5}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        metric = state.get("metric", ACCURACY)  # checkpoints written before --best-metric chose by accuracy
+        metric = state["metric"]
         if metric != self.metric:
             raise ValueError(f"the checkpoint chose its best model by {metric}, this run by {self.metric}; "
                              f"resume with --best-metric {metric}")
         self.accuracy, self.epoch = float(state["accuracy"]), int(state["epoch"])
-        self.value = float(state.get("value", self.accuracy))
-        counts, scores = state["counts"], state.get("scores")
+        self.value = float(state["value"])
+        self.top5 = state[TOP5_ACCURACY]
+        counts, scores = state["counts"], state["scores"]
         self.report = None if counts is None else ClassificationReport.from_counts(
             counts.numpy(), self.class_names, ScoreReport.from_state_dict(scores) if scores else None)
 
@@ -410,12 +419,14 @@ class EpochRecord:
     ap_macro: float = math.nan
     roc_auc_macro: float = math.nan
     ece: float = math.nan
+    top5_accuracy: float | None = None  # more than 5 classes only
 
     def summary(self, max_epochs: int | None) -> str:
         """The console and ``train.log`` line of this epoch."""
         width = len(str(max_epochs or self.epoch))
+        top5 = "" if self.top5_accuracy is None else f" | top5 {100 * self.top5_accuracy:6.2f}%"
         return (f"epoch {self.epoch:>{width}}/{max_epochs} | train_loss {self.train_loss:.4f} | "
-                f"val_loss {self.val_loss:.4f} | val_acc {100 * self.val_accuracy:6.2f}% | "
+                f"val_loss {self.val_loss:.4f} | val_acc {100 * self.val_accuracy:6.2f}%{top5} | "
                 f"f1_macro {self.f1_macro:.4f} | mAP {self.ap_macro:.4f} | lr {self.lr:.2e} | {self.seconds:.1f}s")
 
 
@@ -436,7 +447,7 @@ class EpochSummary:
             epoch=engine.state.epoch, train_loss=engine.state.metrics[EPOCH_LOSS], val_loss=val[VAL_LOSS],
             val_accuracy=val[ACCURACY], precision_macro=val[PRECISION_MACRO], recall_macro=val[RECALL_MACRO],
             f1_macro=val[F1_MACRO], lr=engine.state.metrics[LR], seconds=time.perf_counter() - self._started,
-            **{name: val[name] for name in SCORE_SCALARS if name in val})
+            top5_accuracy=val.get(TOP5_ACCURACY), **{name: val[name] for name in SCORE_SCALARS if name in val})
         self.records.append(record)
         log.info(record.summary(engine.state.max_epochs))
 

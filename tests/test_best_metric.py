@@ -81,10 +81,6 @@ def test_the_best_report_survives_a_resume_with_its_metric_and_refuses_another()
     with pytest.raises(ValueError, match="chose its best model by f1_macro, this run by accuracy; resume with "
                                          "--best-metric f1_macro"):
         BestReport(("a", "b")).load_state_dict(state)
-    old = {k: v for k, v in state.items() if k not in ("metric", "value", "scores")}  # before --best-metric
-    legacy = BestReport(("a", "b"))
-    legacy.load_state_dict(old)
-    assert legacy.value == legacy.accuracy == 0.85
 
 
 def test_best_metric_is_an_option_that_changes_results():

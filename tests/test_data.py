@@ -112,3 +112,67 @@ def test_loaders_yield_the_sampler_batches(num_workers):
     got = [y for _, y in train]
     assert len(got) == 3 and all(torch.equal(a, b) for a, b in zip(got, expected))
     assert sum(len(y) for _, y in val) == 359
+
+
+# --- --sampler balanced -------------------------------------------------------------------------------------------
+
+IMBALANCED = torch.tensor([0] * 200 + [1] * 20 + [2] * 7 + [3] * 73)  # 300 samples; class 4 has none
+
+
+def balanced(rank=0, world_size=1, **kwargs):
+    from ignite_app.data.samplers import BalancedBatchSampler
+
+    return BalancedBatchSampler(IMBALANCED, 5, 16, seed=2, rank=rank, world_size=world_size, **kwargs)
+
+
+def test_the_balanced_sampler_draws_every_class_equally_each_epoch():
+    sampler = balanced()
+    assert len(sampler) == 19  # one pass: 300 samples, a last batch of 12 included
+    orders = {}
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        orders[epoch] = flat(sampler)
+        assert len(orders[epoch]) == 300  # as many samples as the training set
+        assert torch.bincount(IMBALANCED[orders[epoch]], minlength=5).tolist() == [75, 75, 75, 75, 0]
+    assert orders[1] != orders[2]  # a fresh draw per epoch...
+    again = balanced()
+    again.set_epoch(1)
+    assert flat(again) == orders[1]  # ... reproducible from (seed, epoch)
+    rare = [i for i in orders[1] if IMBALANCED[i] == 2]
+    assert len(rare) == 75 and set(rare) == set(range(220, 227))  # with replacement: 7 images drawn 75 times
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_the_balanced_samplers_shards_are_disjoint_and_complete(world_size):
+    single = balanced()
+    single.set_epoch(3)
+    whole = flat(single)  # the pass's drawn order
+    shards = []
+    for rank in range(world_size):
+        sampler = balanced(rank, world_size)
+        sampler.set_epoch(3)
+        shards.append(flat(sampler))
+    per_rank = -(-300 // world_size)
+    assert {len(s) for s in shards} == {per_rank}
+    # position p of the order (padded by wrapping around) goes to rank p % world_size: interleaving the shards gives
+    # the single process's order back, every position exactly once
+    interleaved = [shards[p % world_size][p // world_size] for p in range(per_rank * world_size)]
+    assert interleaved == whole + whole[:per_rank * world_size - 300]
+
+
+def test_the_balanced_sampler_resumes_mid_epoch_and_gives_each_position_its_own_seed():
+    sampler = balanced(with_seeds=True)
+    sampler.set_epoch(4)
+    full = list(sampler)
+    sampler.set_epoch(4, start=5)
+    assert list(sampler) == full[5:]
+    seeds = [key.seed for key in flat(full)]
+    assert len(set(seeds)) == len(seeds)  # a repeated image is augmented differently at each position
+
+
+def test_the_loader_uses_the_balanced_sampler_with_the_datasets_labels():
+    data = load_digits_data()
+    train, _ = build_loaders(data, TrainConfig(batch_size=100, sampler="balanced"))
+    train.batch_sampler.set_epoch(1)
+    labels = torch.cat([y for _, y in train])
+    assert sorted(torch.bincount(labels).tolist()) == [143] * 2 + [144] * 8  # 1438 samples over 10 classes

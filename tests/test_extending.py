@@ -47,7 +47,7 @@ def test_app_events_fire_with_the_documented_state(tmp_path):
         report = trainer.state.val_report
         assert report.accuracy == app.evaluator.state.metrics["accuracy"]
         assert set(trainer.state.val_metrics) == {"loss", "accuracy", "precision_macro", "recall_macro", "f1_macro",
-                                                  "ap_macro", "roc_auc_macro", "ece"}
+                                                  "ap_macro", "roc_auc_macro", "ece", "top5_accuracy"}  # 10 classes
         validations.append((trainer.state.epoch, report.accuracy))
 
     @app.trainer.on(AppEvents.BEST_MODEL_SAVED)
@@ -74,18 +74,26 @@ def test_the_python_api_example(tmp_path):
     assert "done: best accuracy" in out
 
 
+def update_ratios(run_dir):
+    events = event_data(run_dir)
+    return {tag: events.Scalars(tag) for tag in events.Tags()["scalars"] if tag.startswith("update_ratio/")}
+
+
 def test_a_handler_plugin_from_the_command_line(tmp_path):
     result = run_script("train.py", *TINY, "--output-dir", tmp_path, "--run-name", "run", "--handler",
-                        ROOT / "examples" / "grad_norm.py:attach")
+                        ROOT / "examples" / "update_ratio.py:attach")
     assert result.returncode == 0, result.stderr
-    steps = [e.step for e in event_data(tmp_path / "run").Scalars("train/grad_norm")]
-    assert steps == [5]  # every 5 iterations out of 9
-    assert all(e.value > 0 for e in event_data(tmp_path / "run").Scalars("train/grad_norm"))
+    ratios = update_ratios(tmp_path / "run")
+    # every parameter of the cnn: 4 conv weights, 4 batch norms x (weight, bias), the head's weight and bias
+    assert "update_ratio/network/0/weight" in ratios and len(ratios) == 14
+    assert all([e.step for e in points] == [5] for points in ratios.values())  # every 5 iterations out of 9
+    assert all(0 < e.value < 1 for points in ratios.values() for e in points)
 
 
-def test_the_gradient_norm_example(tmp_path):
-    run_example("grad_norm", tmp_path, "--every", "2")
-    assert [e.step for e in event_data(tmp_path / "run").Scalars("train/grad_norm")] == [2, 4, 6, 8]
+def test_the_update_ratio_example(tmp_path):
+    run_example("update_ratio", tmp_path, "--every", "2")
+    ratios = update_ratios(tmp_path / "run")
+    assert [e.step for e in ratios["update_ratio/network/0/weight"]] == [2, 4, 6, 8]
 
 
 def test_the_early_stopping_on_f1_example_stops_where_the_f1_curve_says(tmp_path):

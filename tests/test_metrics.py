@@ -19,6 +19,7 @@ from sklearn.metrics import (
     confusion_matrix,
     multilabel_confusion_matrix,
     precision_recall_fscore_support,
+    top_k_accuracy_score,
 )
 
 from ignite_app.metrics import (
@@ -32,6 +33,7 @@ from ignite_app.metrics import (
     read_label_map,
     write_label_map,
 )
+from ignite_app.metrics.topk import TOP5_ACCURACY, has_top_k, top_k_metrics
 
 SCALARS = {ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO}
 
@@ -444,13 +446,25 @@ def _check_two_ranks(local_rank: int) -> None:
     assert metric.compute() == expected  # a second compute reduces the local counts again, not the sum
     assert torch.equal(metric._counts, local)
     # the same through an evaluator, the way the app uses it
-    evaluator = evaluator_with((ConfusionMatrixMetric(names(C_DIST)), REPORT))
+    evaluator = evaluator_with((ConfusionMatrixMetric(names(C_DIST)), REPORT),
+                               (top_k_metrics(C_DIST)[TOP5_ACCURACY], TOP5_ACCURACY))
     evaluator.run(list(zip(scores[shard].split(16), y[shard].split(16))))
     assert evaluator.state.metrics[REPORT] == expected
     assert evaluator.state.metrics[ACCURACY] == expected.accuracy
+    # top-5 over both shards: the exact count of the whole data, as scikit-learn computes it
+    assert evaluator.state.metrics[TOP5_ACCURACY] == top_k_accuracy_score(y, scores, k=5, labels=range(C_DIST))
 
 
 def test_two_gloo_ranks_reduce_to_the_single_process_report() -> None:
     # a free port, so that concurrent test runs on one machine do not meet on ignite's default port
     with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=free_port()) as p:
         p.run(_check_two_ranks)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_top5_accuracy_equals_scikit_learns_for_any_batch_split(batch_size: int) -> None:
+    y, scores = make_data(12, n=300, seed=3)
+    evaluator = evaluator_with((top_k_metrics(12)[TOP5_ACCURACY], TOP5_ACCURACY))
+    evaluator.run(list(zip(scores.split(batch_size), y.split(batch_size))))
+    assert evaluator.state.metrics[TOP5_ACCURACY] == top_k_accuracy_score(y, scores, k=5, labels=range(12))
+    assert has_top_k(6) and not has_top_k(5) and top_k_metrics(5) == {}  # with 5 classes it would always be 1

@@ -207,7 +207,8 @@ def test_report_files_are_rewritten_from_the_restored_best_report_when_a_run_sta
     (folder / "confusion_matrix.csv").write_text("written by a process killed before its checkpoint\n")
     best = BestReport(NAMES)
     counts = torch.from_numpy(scripted_reports(1)[0].counts.copy())
-    best.load_state_dict({"accuracy": 0.6, "epoch": 4, "counts": counts})
+    best.load_state_dict({"accuracy": 0.6, "epoch": 4, "counts": counts, "metric": "accuracy", "value": 0.6,
+                          "scores": None, "top5_accuracy": None})
     trainer, jobs = Engine(lambda e, b: None), BackgroundJobs()
     attach_report_files(Engine(lambda e, b: None), trainer, best, folder, jobs)
     trainer.run([0], max_epochs=1)

@@ -21,9 +21,9 @@ from ignite_app.runstate.checkpoint import load_checkpoint
 from ignite_app.metrics import ClassificationReport, ScoreReport
 from ignite_app.reporting.tensorboard import OVERVIEW_LAYOUT
 from ignite_app.reporting.writers import (
-    HISTORY_COLUMNS,
     classification_report_csv,
     confusion_matrix_csv,
+    history_columns,
     reliability_csv,
 )
 
@@ -65,10 +65,12 @@ def test_the_reports_folder_holds_the_best_epochs_report_and_the_history(run_dir
     assert Image.open(folder / "confusion_matrix.png").size == (700, 700)
     with open(folder / "history.csv", newline="") as f:
         history = list(csv.DictReader(f))
-    assert list(history[0]) == list(HISTORY_COLUMNS) and [row["epoch"] for row in history] == ["1", "2"]
+    # digits has 10 classes: top-5 accuracy is reported
+    assert list(history[0]) == list(history_columns(top5=True)) and [row["epoch"] for row in history] == ["1", "2"]
     summaries = [line for line in (run_dir / "train.log").read_text().splitlines() if "| val_acc" in line]
     for row, line in zip(history, summaries):  # the same numbers as the summary lines
-        assert f"val_acc {100 * float(row['val_accuracy']):6.2f}%" in line
+        assert f"val_acc {100 * float(row['val_accuracy']):6.2f}% | top5 {100 * float(row['top5_accuracy']):6.2f}%" \
+            in line
         assert f"train_loss {float(row['train_loss']):.4f}" in line
         assert f"mAP {float(row['ap_macro']):.4f}" in line
         assert 0 < float(row["roc_auc_macro"]) <= 1 and 0 <= float(row["ece"]) <= 1

@@ -1,9 +1,9 @@
-"""The command lines: ``ignite-app train | evaluate | predict | export`` (and ``scripts/*.py``, thin wrappers of the
-same).
+"""The command lines: ``ignite-app train | evaluate | predict | export | find-lr`` (and ``scripts/*.py``, thin
+wrappers of the same).
 
 - :mod:`~ignite_app.cli.train`, :mod:`~ignite_app.cli.evaluate`, :mod:`~ignite_app.cli.predict`,
-  :mod:`~ignite_app.cli.export`: the commands, their options generated from typed configs
-  (:mod:`~ignite_app.cli.options`);
+  :mod:`~ignite_app.cli.export`, :mod:`~ignite_app.cli.find_lr`: the commands, their options generated from typed
+  configs (:mod:`~ignite_app.cli.options`; ``--config FILE``: :mod:`~ignite_app.cli.config_file`);
 - :mod:`~ignite_app.cli.launch`: one process, N spawned processes or torchrun's;
 - :mod:`~ignite_app.cli.worker`: one training process, its outcome as an exit code.
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": ("ignite_app.cli.evaluate:main", "evaluate a checkpoint: report, confusion matrix, CSV files"),
     "predict": ("ignite_app.cli.predict:main", "classify image files with a checkpoint or an exported model"),
     "export": ("ignite_app.cli.export:main", "export a checkpoint's model to ONNX or torch.export (.pt2), verified"),
+    "find-lr": ("ignite_app.cli.find_lr:main", "find a learning rate (train.py's options)"),
 }
 PROG = "ignite-app"
 

@@ -28,12 +28,15 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
     "several processes and GPUs": ("backend", "nproc_per_node", "amp", "channels_last"),
     "extending": ("plugins", "handlers"),
     "scores and the best model": ("best_metric", "pr_curves", "log_mistakes"),
+    "training recipe": ("label_smoothing", "mixup_alpha", "cutmix_alpha", "mix_prob", "ema_decay", "ema_warmup_steps",
+                        "accumulate_steps", "clip_grad_norm", "class_weights", "sampler", "auto_augment",
+                        "random_erasing"),
 }
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """One flag per config field: its type, choices and default come from the dataclass."""
-    return build_options_parser(TrainConfig, prog, DESCRIPTION, HELP_GROUPS)
+    return build_options_parser(TrainConfig, prog, DESCRIPTION, HELP_GROUPS, config_file=True)
 
 
 def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:

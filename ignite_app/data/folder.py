@@ -37,7 +37,7 @@ class FolderDataset(Dataset):
     @property
     def takes_sample_seeds(self) -> bool:
         """Whether the training sampler should send :class:`SampleKey` items (the dataset augments)."""
-        return self.transform.augment
+        return self.transform.random
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -61,7 +61,8 @@ def build_folder_data(config: TrainConfig) -> DataBundle:
     shape = (config.channels, config.image_size, config.image_size)
     return DataBundle(
         train=FolderDataset(checked.train, ImageTransform(config.image_size, config.channels,
-                                                          augment=config.augments)),
+                                                          augment=config.augments, policy=config.auto_augment,
+                                                          erasing=config.random_erasing)),
         val=FolderDataset(checked.val, ImageTransform(config.image_size, config.channels)),
         classes=scan.classes, input_shape=shape, mean=mean, std=std,
         skipped=tuple(str(bad) for bad in checked.skipped),

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ignite_app.config import TrainConfig
-from ignite_app.data.samplers import EpochBatchSampler, ShardSampler
-from ignite_app.data.spec import DataBundle
+from ignite_app.data.samplers import BalancedBatchSampler, EpochBatchSampler, ShardSampler
+from ignite_app.data.spec import DataBundle, dataset_labels
 
 
 def _loader_kwargs(dataset: Dataset, num_workers: int, pin_memory: bool, seed: int) -> dict[str, Any]:
@@ -27,10 +27,14 @@ def _loader_kwargs(dataset: Dataset, num_workers: int, pin_memory: bool, seed: i
 
 def build_loaders(data: DataBundle, config: TrainConfig, rank: int = 0, world_size: int = 1,
                   pin_memory: bool = False) -> tuple[DataLoader, DataLoader]:
-    """The training loader (an :class:`EpochBatchSampler`) and the validation loader (a :class:`ShardSampler`)."""
-    batches = EpochBatchSampler(len(data.train), config.batch_size, config.seed, rank, world_size,
-                                num_batches=config.epoch_length,
-                                with_seeds=getattr(data.train, "takes_sample_seeds", False))
+    """The training loader (an :class:`EpochBatchSampler`, or a :class:`BalancedBatchSampler` with ``--sampler
+    balanced``) and the validation loader (a :class:`ShardSampler`)."""
+    common = {"batch_size": config.batch_size, "seed": config.seed, "rank": rank, "world_size": world_size,
+              "num_batches": config.epoch_length, "with_seeds": getattr(data.train, "takes_sample_seeds", False)}
+    if config.sampler == "balanced":
+        batches: EpochBatchSampler = BalancedBatchSampler(dataset_labels(data.train), len(data.classes), **common)
+    else:
+        batches = EpochBatchSampler(len(data.train), **common)
     train = DataLoader(data.train, batch_sampler=batches,
                        **_loader_kwargs(data.train, config.num_workers, pin_memory, config.seed))
     val = DataLoader(data.val, batch_size=config.batch_size, sampler=ShardSampler(len(data.val), rank, world_size),

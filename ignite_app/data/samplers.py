@@ -1,7 +1,8 @@
 """The order of the data: seeded, resumable training batches and exact validation shards.
 
 The training order is a pure function of ``(seed, epoch, rank)``: :class:`EpochBatchSampler` draws a fresh
-permutation for every epoch and can start part-way through one, so a run resumed from a mid-epoch checkpoint sees
+permutation for every epoch (:class:`BalancedBatchSampler`: classes drawn equally, with replacement) and can start
+part-way through one, so a run resumed from a mid-epoch checkpoint sees
 exactly the batches the uninterrupted run would have seen, without pushing the skipped ones through the model.
 Validation is sharded without padding (:class:`ShardSampler`), so a confusion matrix reduced over processes counts
 every validation image exactly once.
@@ -118,14 +119,56 @@ class EpochBatchSampler(Sampler[list[int]]):
     def _shard(self, epoch: int, repeat: int) -> list[Any]:
         key = (epoch, repeat)
         if self._cache_key != key:  # one permutation per pass, not per batch
-            order = epoch_permutation(self.size, self.seed, epoch, repeat)
-            padded = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])
-            shard: list[Any] = padded[self.rank::self.world_size].tolist()
-            if self.with_seeds:
-                seeds = sample_seeds(self.size, self.seed, epoch, repeat).tolist()
-                shard = [SampleKey(i, seeds[i]) for i in shard]
+            order, seeds = self._draw(epoch, repeat)
+            pad = self.per_rank * self.world_size - self.size
+            shard: list[Any] = torch.cat([order, order[:pad]])[self.rank::self.world_size].tolist()
+            if seeds is not None:
+                shard_seeds = torch.cat([seeds, seeds[:pad]])[self.rank::self.world_size].tolist()
+                shard = [SampleKey(i, s) for i, s in zip(shard, shard_seeds)]
             self._cache_key, self._cache = key, shard
         return self._cache
+
+    def _draw(self, epoch: int, repeat: int) -> tuple[Tensor, Tensor | None]:
+        """The pass's order of sample indices, and (``with_seeds``) the augmentation seed of each position in it."""
+        order = epoch_permutation(self.size, self.seed, epoch, repeat)
+        # one seed per sample index (each index appears once in a permutation)
+        return order, sample_seeds(self.size, self.seed, epoch, repeat)[order] if self.with_seeds else None
+
+
+class BalancedBatchSampler(EpochBatchSampler):
+    """:class:`EpochBatchSampler` drawing the classes equally (``--sampler balanced``), with replacement.
+
+    Each pass has as many positions as the training set. Every class with samples gets ``size // C`` of them (the
+    ``size % C`` left over go to classes chosen at random), the positions are shuffled, and each position takes a
+    sample of its class uniformly at random: a rare class's images repeat, a common class's are partly left out.
+    All of it is a pure function of ``(seed, epoch, pass)``, so the ranks' shards, the sample seeds, padding and a
+    mid-epoch resume work as in :class:`EpochBatchSampler`. A duplicated image gets its own seed at each position.
+
+    Args:
+        labels: the class of each training sample, (size,) integers.
+        num_classes: the number of classes (a class without samples is never drawn).
+    """
+
+    def __init__(self, labels: Sequence[int] | Tensor, num_classes: int, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1, num_batches: int | None = None, with_seeds: bool = False) -> None:
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        super().__init__(len(labels), batch_size, seed, rank, world_size, num_batches, with_seeds)
+        counts = torch.bincount(labels, minlength=num_classes)
+        self.classes = torch.nonzero(counts).flatten()  # (C',) the classes that have samples
+        self.by_class = torch.argsort(labels, stable=True)  # sample indices grouped by class, in index order
+        self.first = torch.cumsum(counts, 0) - counts  # where each class starts in by_class
+        self.counts = counts
+
+    def _draw(self, epoch: int, repeat: int) -> tuple[Tensor, Tensor | None]:
+        # A stream of its own (the trailing 2): unrelated to the shuffled sampler's permutation of the same pass.
+        g = seeded_generator(self.seed, epoch, repeat, 2)
+        n_classes = len(self.classes)
+        per_class = torch.full((n_classes,), self.size // n_classes, dtype=torch.int64)
+        per_class[torch.randperm(n_classes, generator=g)[: self.size % n_classes]] += 1
+        position_class = torch.repeat_interleave(self.classes, per_class)[torch.randperm(self.size, generator=g)]
+        pick = (torch.rand(self.size, generator=g, dtype=torch.float64) * self.counts[position_class]).long()
+        order = self.by_class[self.first[position_class] + pick]  # (size,) a sample of each position's class
+        return order, sample_seeds(self.size, self.seed, epoch, repeat) if self.with_seeds else None
 
 
 class ShardSampler(Sampler[int]):

@@ -126,3 +126,12 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
     std = images.std(dim=(0, 2, 3))
     std = torch.where(std > 0, std, torch.ones_like(std))
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def dataset_labels(dataset: Dataset) -> Tensor:
+    """The label of every item of ``dataset``, (N,) int64: its ``labels`` attribute when it has one (the built-in
+    datasets do), else read item by item (a dataset without it decodes each image once)."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = [int(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    return torch.as_tensor(labels, dtype=torch.int64)

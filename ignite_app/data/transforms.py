@@ -130,22 +130,37 @@ class ImageTransform:
         size: images become size x size.
         channels: 1 (grey) or 3 (RGB).
         augment: random crop and flip for samples fetched with a seed (training); never without one.
+        policy: (``--auto-augment``) a policy of :mod:`ignite_app.data.policies`, after the crop and flip, for
+            samples fetched with a seed.
+        erasing: (``--random-erasing``) the probability of erasing a box, likewise.
     """
 
     size: int
     channels: int
     augment: bool = False
+    policy: str = "none"
+    erasing: float = 0.0
+
+    @property
+    def random(self) -> bool:
+        """Whether samples fetched with a seed are changed at random (training needs :class:`SampleKey` items)."""
+        return self.augment or self.policy != "none" or self.erasing > 0
 
     def load(self, path: str | Path) -> Tensor:
         """The file as a uint8 (C, size, size) tensor; raises :class:`UnreadableImage`."""
         return load_image(path, self.channels, self.size)
 
     def __call__(self, image: Tensor, seed: int | None = None) -> Tensor:
-        """A uint8 image (C, H, W), augmented when ``augment`` and ``seed`` say so."""
-        if not (self.augment and seed is not None):
+        """A uint8 image (C, H, W), augmented when ``augment`` (or a policy) and ``seed`` say so."""
+        if seed is None:
             return image
-        # numpy: far less per-call overhead than torch on one small image
-        return torch.from_numpy(np.ascontiguousarray(augment(image.numpy(), seed)))
+        if self.augment:  # numpy: far less per-call overhead than torch on one small image
+            image = torch.from_numpy(np.ascontiguousarray(augment(image.numpy(), seed)))
+        if self.policy != "none" or self.erasing > 0:
+            from ignite_app.data.policies import apply_policy
+
+            image = apply_policy(image, seed, self.policy, self.erasing)
+        return image
 
 
 @dataclass

@@ -17,6 +17,7 @@ from ignite_app.runstate.jobs import BackgroundJobs
 from ignite_app.reporting.writers import (
     HISTORY_CSV,
     heatmap_title,
+    history_columns,
     history_row,
     read_history,
     remove_report_files,
@@ -71,23 +72,25 @@ class History:
     are dropped, so a resumed run continues the file without repeating an epoch.
     """
 
-    def __init__(self, path: Path, summary: EpochSummary) -> None:
+    def __init__(self, path: Path, summary: EpochSummary, top5: bool = False) -> None:
         self.path, self.summary = path, summary
+        self.columns = history_columns(top5)
         self.rows: list[list[str]] = []
 
     def start(self, engine: Engine) -> None:
         completed = engine.state.iteration // engine.state.epoch_length  # after a resume: the checkpoint's epochs
-        self.rows = read_history(self.path, completed)
-        write_history(self.path, self.rows)
+        self.rows = read_history(self.path, completed, self.columns)
+        write_history(self.path, self.rows, self.columns)
 
     def __call__(self, engine: Engine) -> None:
-        self.rows.append(history_row(self.summary.records[-1]))
-        write_history(self.path, self.rows)
+        self.rows.append(history_row(self.summary.records[-1], self.columns))
+        write_history(self.path, self.rows, self.columns)
 
 
-def attach_history(trainer: Engine, summary: EpochSummary, folder: Path) -> History:
-    """Write ``folder/history.csv``; attach after :func:`attach_epoch_summary` and before the training checkpoint."""
-    history = History(folder / HISTORY_CSV, summary)
+def attach_history(trainer: Engine, summary: EpochSummary, folder: Path, top5: bool = False) -> History:
+    """Write ``folder/history.csv`` (with a ``top5_accuracy`` column when ``top5``); attach after
+    :func:`attach_epoch_summary` and before the training checkpoint."""
+    history = History(folder / HISTORY_CSV, summary, top5)
     trainer.add_event_handler(Events.STARTED, history.start)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, history)
     return history

@@ -46,6 +46,15 @@ MATRIX_CORNER = "true\\predicted"  # first header cell of confusion_matrix.csv
 REPORT_COLUMNS = ("class", "precision", "recall", "f1", "accuracy", "support")  # a report without scores
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "precision_macro", "recall_macro", "f1_macro",
                    "ap_macro", "roc_auc_macro", "ece", "lr", "seconds")
+TOP5_COLUMN = "top5_accuracy"  # after val_accuracy, in runs with more than 5 classes
+
+
+def history_columns(top5: bool = False) -> tuple[str, ...]:
+    """The columns of ``history.csv``: :data:`HISTORY_COLUMNS`, with ``top5_accuracy`` after ``val_accuracy``."""
+    if not top5:
+        return HISTORY_COLUMNS
+    at = HISTORY_COLUMNS.index("val_accuracy") + 1
+    return (*HISTORY_COLUMNS[:at], TOP5_COLUMN, *HISTORY_COLUMNS[at:])
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -143,38 +152,38 @@ def remove_report_files(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def history_row(record: Any) -> list[str]:
+def history_row(record: Any, columns: Sequence[str] = HISTORY_COLUMNS) -> list[str]:
     """One ``history.csv`` row from an :class:`~ignite_app.handlers.EpochRecord` (or anything with its fields)."""
-    row = [_number(getattr(record, column)) for column in HISTORY_COLUMNS]
+    row = [_number(getattr(record, column)) for column in columns]
     row[-1] = f"{record.seconds:.3f}"  # wall-clock time: exact digits would only suggest a precision it lacks
     return row
 
 
-def history_csv(rows: Iterable[Sequence[str]]) -> str:
+def history_csv(rows: Iterable[Sequence[str]], columns: Sequence[str] = HISTORY_COLUMNS) -> str:
     """The text of ``history.csv``: the header, then ``rows`` as given."""
-    return _csv_text([list(HISTORY_COLUMNS), *rows])
+    return _csv_text([list(columns), *rows])
 
 
-def read_history(path: Path, up_to_epoch: int) -> list[list[str]]:
+def read_history(path: Path, up_to_epoch: int, columns: Sequence[str] = HISTORY_COLUMNS) -> list[list[str]]:
     """The rows of ``path`` for epochs ``1..up_to_epoch``, as text (nothing when the file is missing).
 
     A resumed run keeps the rows of the epochs its checkpoint includes and drops those an interrupted process wrote
     after it, so that the file never lists an epoch twice.
 
     Raises:
-        ValueError: the file does not start with the ``history.csv`` header (it is not this app's file).
+        ValueError: the file does not start with the header ``columns`` (it is not this run's file).
     """
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    if not rows or tuple(rows[0]) != HISTORY_COLUMNS:
-        raise ValueError(f"{path} does not start with the header {','.join(HISTORY_COLUMNS)}; move it away to let "
+    if not rows or tuple(rows[0]) != tuple(columns):
+        raise ValueError(f"{path} does not start with the header {','.join(columns)}; move it away to let "
                          "the run write its history")
     return [row for row in rows[1:] if row and int(row[0]) <= up_to_epoch]
 
 
-def write_history(path: Path, rows: Sequence[Sequence[str]]) -> None:
+def write_history(path: Path, rows: Sequence[Sequence[str]], columns: Sequence[str] = HISTORY_COLUMNS) -> None:
     """Replace ``history.csv`` with the header and ``rows``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, history_csv(rows))
+    atomic_write_text(path, history_csv(rows, columns))

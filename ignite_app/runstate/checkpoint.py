@@ -28,6 +28,7 @@ from ignite.handlers import Checkpoint
 from ignite.handlers.checkpoint import BaseSaveHandler
 
 from ignite_app.errors import UsageError
+from ignite_app.recipe.accumulation import at_step_boundary
 from ignite_app.runstate.fileio import atomic_write
 from ignite_app.runstate.jobs import BackgroundJobs
 from ignite_app.runstate.rundir import TRAINING_PREFIX
@@ -208,7 +209,9 @@ def attach_training_checkpoint(trainer: Engine, to_save: Mapping[str, Any], out_
 
     Attach it after every other epoch handler: the file must describe the epoch as finished, with its validation,
     scheduler step and best model already done. A mid-epoch save is never taken on an epoch's last iteration,
-    where the epoch-end handlers have not yet run; the epoch-end save covers that point.
+    where the epoch-end handlers have not yet run; the epoch-end save covers that point. With gradient accumulation
+    a save that falls due inside a group of batches is written after the group's last batch (the accumulated gradients
+    are not saved; see :mod:`ignite_app.recipe.accumulation`).
     """
     # n_saved=None: ignite's Checkpoint only knows the files its own process wrote, so the saver keeps the newest
     # keep_last of the whole run's folder instead, those of earlier (resumed) processes included.
@@ -218,8 +221,16 @@ def attach_training_checkpoint(trainer: Engine, to_save: Mapping[str, Any], out_
                          global_step_transform=training_step)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, handler)
     if every is not None:
+        due = [False]  # a save fell due inside the current group of batches
+
         def mid_epoch(engine: Engine, iteration: int) -> bool:
-            return iteration % every == 0 and iteration % engine.state.epoch_length != 0
+            due[0] = due[0] or iteration % every == 0
+            if iteration % engine.state.epoch_length == 0:  # the epoch-end save covers it
+                due[0] = False
+            elif due[0] and at_step_boundary(engine):
+                due[0] = False
+                return True
+            return False
 
         trainer.add_event_handler(Events.ITERATION_COMPLETED(event_filter=mid_epoch), handler)
     return handler

@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
+from ignite_app.recipe.accumulation import at_step_boundary
+
 log = logging.getLogger("ignite_app")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -104,7 +106,9 @@ def attach_graceful_stop(trainer: Engine, save: Callable[[Engine], None]) -> Gra
     stop.join_processes()
 
     def after_iteration(engine: Engine) -> None:
-        if engine.state.iteration % engine.state.epoch_length != 0 and stop.requested():
+        # (gradient accumulation) only between two groups of batches, where a checkpoint can describe the run
+        if engine.state.iteration % engine.state.epoch_length != 0 and at_step_boundary(engine) and \
+                stop.requested():
             save(engine)
             stop.stopped_at = engine.state.iteration
             engine.terminate(skip_completed=True)
@@ -126,6 +130,7 @@ class HandlerStop:
     def __init__(self) -> None:
         self.stopped_at: int | None = None  # the trainer's iteration when a handler stopped the run
         self.saved = False  # whether the run can be resumed from exactly that iteration
+        self.unsaved_reason = ""  # (not saved) why no checkpoint could be written there
         self.completed_epoch = 0  # the last epoch whose end-of-epoch handlers (validation, checkpoint) all ran
 
 
@@ -154,10 +159,13 @@ def attach_handler_stop(trainer: Engine, save: Callable[[Engine], None], gracefu
         stop.stopped_at = engine.state.iteration
         if stop.completed_epoch == engine.state.epoch:  # at an epoch's end: its checkpoint is written already
             stop.saved = True
-        elif engine.state.iteration % engine.state.epoch_length != 0:
+        elif engine.state.iteration % engine.state.epoch_length == 0:
+            stop.unsaved_reason = "it ended an epoch before its validation"
+        elif not at_step_boundary(engine):
+            stop.unsaved_reason = "it stopped inside a group of --accumulate-steps batches"
+        else:
             save(engine)
             stop.saved = True
-        # else: the epoch's last iteration, whose end-of-epoch handlers did not run; no checkpoint can describe it
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_done)
     trainer.add_event_handler(Events.TERMINATE, terminated)
