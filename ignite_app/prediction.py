@@ -1,7 +1,8 @@
 """Classify image files with a trained model: ``scripts/predict.py``.
 
-The model, its classes, image size, channels and normalisation constants all come from the checkpoint, and each
-file goes through the same decoding and resizing as in training (:mod:`ignite_app.data.transforms`, never augmented).
+The model, its classes, image size, channels, validation crop and normalisation constants all come from the
+checkpoint, and each file goes through the pipeline that validation used in training (:mod:`ignite_app.data.pipeline`:
+decoded, its short side resized, centre-cropped, never augmented).
 The output is CSV: ``path,label,confidence`` (the softmax probability of the label), plus
 ``label_2,confidence_2,...,label_K,confidence_K`` with ``--top-k K``.
 """
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from ignite_app.data.badimages import bad_images_message
 from ignite_app.data.formats import IMAGE_EXTENSIONS, is_image_file
-from ignite_app.data.imagecheck import bad_images_message
+from ignite_app.data.pipeline import BadImage, FileTable, ImageDataset, ImageLoader
 from ignite_app.data.scan import find_images
-from ignite_app.data.transforms import ImageTransform, UnreadableImage
+from ignite_app.data.transforms import EvalTransform, source_short_side
 from ignite_app.errors import DataError
 from ignite_app.evaluation import SavedModel
 from ignite_app.runstate.checkpoint import CheckpointError
@@ -48,7 +49,7 @@ def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
             found = find_images(path)
             if not found:
                 raise DataError(f"input folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            files += found
+            files += map(Path, found)
         elif path.is_file():
             if not is_image_file(path):
                 raise DataError(f"input {path} is not an image file; supported: {', '.join(IMAGE_EXTENSIONS)}")
@@ -58,27 +59,18 @@ def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
     return files
 
 
-class _Inputs(Dataset):
-    """Files as ``(image, index)``; an unreadable file gives a blank image and ``-1 - index`` (noted, not raised)."""
-
-    def __init__(self, paths: Sequence[Path], transform: ImageTransform) -> None:
-        self.paths, self.transform = [str(p) for p in paths], transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        try:
-            return self.transform(self.transform.load(self.paths[i])), i
-        except UnreadableImage:
-            # one bad file must not stop the batch; it is decoded again in the main process for the message
-            shape = (self.transform.channels, self.transform.size, self.transform.size)
-            return torch.zeros(shape), -1 - i
+def input_dataset(saved: SavedModel, files: Sequence[Path], on_bad_image: str = "error") -> ImageDataset:
+    """``files`` as the saved model's validation view: item i is ``(uint8 image, i)``; an unreadable file is left
+    out of its batch and carried by it (:class:`~ignite_app.data.pipeline.Batch`), never raised in a worker."""
+    channels, size, _ = saved.input_shape
+    table = FileTable.from_paths([str(p) for p in files], range(len(files)))
+    return ImageDataset(table, ImageLoader(channels, source_short_side(size, saved.crop_fraction)),
+                        EvalTransform(size, saved.crop_fraction), on_bad_image)
 
 
 def predict(saved: SavedModel, files: Sequence[Path], top_k: int = 1, batch_size: int = 64,
             device: torch.device | None = None, num_workers: int = 0,
-            on_bad_image: str = "error") -> tuple[list[Prediction], list[UnreadableImage]]:
+            on_bad_image: str = "error") -> tuple[list[Prediction], list[BadImage]]:
     """Classify ``files`` in batches; returns the predictions (in file order) and the files left out.
 
     Raises:
@@ -90,33 +82,26 @@ def predict(saved: SavedModel, files: Sequence[Path], top_k: int = 1, batch_size
                               "image files; predict.py needs a model trained with --dataset folder (evaluate this "
                               "one with evaluate.py)")
     device = device or torch.device("cpu")
-    channels, size, _ = saved.input_shape
-    dataset = _Inputs(files, ImageTransform(size, channels))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    dataset = input_dataset(saved, files, on_bad_image)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda",
+                        collate_fn=dataset.collate_fn)
     model = saved.model.to(device).eval()
     predictions: list[Prediction] = []
-    bad: list[UnreadableImage] = []
+    bad: list[BadImage] = []
     with torch.no_grad():
-        for x, index in loader:
-            probabilities = model(x.to(device)).float().softmax(dim=1)  # (B, C)
+        for batch in loader:
+            bad += batch.unreadable
+            x, index = batch
+            if not len(index):
+                continue
+            probabilities = model(x.to(device, non_blocking=True)).float().softmax(dim=1)  # (B, C)
             scores, classes = probabilities.topk(top_k, dim=1)  # (B, K), best first
             for i, row_scores, row_classes in zip(index.tolist(), scores.tolist(), classes.tolist()):
-                if i < 0:
-                    bad.append(_reason(dataset, -1 - i))
-                    continue
-                predictions.append(Prediction(dataset.paths[i], tuple(saved.classes[c] for c in row_classes),
+                predictions.append(Prediction(dataset.table.path(i), tuple(saved.classes[c] for c in row_classes),
                                               tuple(row_scores)))
     if bad and on_bad_image == "error":
         raise DataError(bad_images_message(bad, "input image", listed_in="stderr"))
     return predictions, bad
-
-
-def _reason(dataset: _Inputs, i: int) -> UnreadableImage:
-    try:
-        dataset.transform.load(dataset.paths[i])
-    except UnreadableImage as e:
-        return e
-    return UnreadableImage(dataset.paths[i], "could not be decoded in a loader worker")
 
 
 def predictions_csv(predictions: Sequence[Prediction], top_k: int = 1) -> str:

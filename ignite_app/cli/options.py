@@ -9,6 +9,7 @@ standard library and the config module are imported: ``--help`` and option error
 from __future__ import annotations
 
 import argparse
+import textwrap
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, Field, fields
@@ -31,7 +32,7 @@ def build_parser(cls: type[Options], prog: str, description: str,
         description: the first paragraph of ``--help``.
         groups: how ``--help`` groups the options (title -> field names); fields in no group are listed first.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
     group_of: dict[str, argparse._ArgumentGroup] = {}
     for title, names in (groups or {}).items():
         group = parser.add_argument_group(title)
@@ -42,6 +43,13 @@ def build_parser(cls: type[Options], prog: str, description: str,
             args, kwargs = _argument(cls, f, hints[f.name])
             group_of.get(f.name, parser).add_argument(*args, **kwargs)
     return parser
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, without line breaks at hyphens: names such as ``fashion-mnist`` stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
 
 
 def _argument(cls: type[Options], f: Field, hint: Any) -> tuple[list[str], dict[str, Any]]:
