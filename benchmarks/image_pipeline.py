@@ -15,9 +15,13 @@ training epoch at ``--image-size``:
 - **decode only**: decoding the files and nothing else, the limit without a cache.
 
 Workers are persistent; each loader runs a warm-up epoch first. Then, with ``--startup-images N``, generates N
-small PNGs in 1,000 class folders and measures what start-up costs on them: listing the folder tree, building the
-sample table, and the mean and std of a 2,000-image sample. Everything generated goes in a temporary folder that
-is deleted at the end.
+small PNGs in 1,000 class folders and measures what start-up costs on them: the pieces (listing the folder tree,
+building the sample table, the file table of the data's fingerprint, the mean and std of a 2,000-image sample), and
+the whole of it: ``scripts/train.py --dataset folder --val-split 0.1`` from the command to its first training step
+(a ``--handler`` prints the time when the first iteration starts, its batch loaded), minus the time the same command
+takes to import its packages: the same command on an empty data folder, which stops (exit 2) right after its
+imports, at the scan, timed to its error message (median of 3). Everything generated goes in a temporary folder
+that is deleted at the end.
 
     python benchmarks/image_pipeline.py [--images 900] [--image-size 224] [--epochs 3] [--startup-images 100000]
                                         [--workers 0 2] [--threads 1]
@@ -26,11 +30,11 @@ is deleted at the end.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,16 +48,32 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import ImageFolder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from data_proto.cache import ImageCache  # noqa: E402
-from data_proto.decode import decode_image  # noqa: E402
-from data_proto.pipeline import (EvalTransform, FileTable, ImageDataset, ImageLoader, TrainTransform,  # noqa: E402
-                                 find_images, source_short_side)
-from data_proto.stats import sample_pixel_stats  # noqa: E402
+from ignite_app.data.cache import ImageCache  # noqa: E402
+from ignite_app.data.decode import decode_image  # noqa: E402
+from ignite_app.data.formats import is_image_file  # noqa: E402
+from ignite_app.data.pipeline import FileTable, ImageDataset, ImageLoader  # noqa: E402
+from ignite_app.data.scan import find_images  # noqa: E402
+from ignite_app.data.stats import sample_pixel_stats  # noqa: E402
+from ignite_app.data.transforms import EvalTransform, TrainTransform, source_short_side  # noqa: E402
+from ignite_app.runstate.fingerprint import file_fingerprint  # noqa: E402
 
-EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 CLASSES = 10
+FIRST_STEP = "first training step at"
+# The --handler of the start-up measurement: note the time the first iteration starts (its batch loaded), then leave.
+HANDLER = f"""import os, time
+from ignite.engine import Events
+
+
+def attach(app):
+    @app.trainer.on(Events.ITERATION_STARTED(once=1))
+    def first_step(engine):
+        print("{FIRST_STEP}", repr(time.time()), flush=True)
+        os._exit(0)
+"""
+
 
 
 def source_photos() -> list[np.ndarray]:
@@ -133,7 +153,7 @@ def build_loaders(root: Path, cache_dir: Path, size: int, batch: int, workers: i
     baseline = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
                           T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     classes = sorted(p.name for p in root.iterdir())
-    paths = [p for c in classes for p in find_images(root / c, EXTENSIONS)]
+    paths = [p for c in classes for p in find_images(root / c)]
     labels = [classes.index(Path(p).parent.name) for p in paths]
     table, side = FileTable.from_paths(paths, labels), source_short_side(size)
     plain = ImageDataset(table, ImageLoader(3, side), TrainTransform(size))
@@ -187,7 +207,7 @@ def print_loader_table(rates: dict[tuple[str, int], list[float]], worker_counts:
 def measure_photo_stats(root: Path, size: int) -> None:
     """Seconds per image of the mean-and-std sample on these photos (their validation view), in this process."""
     classes = sorted(p.name for p in root.iterdir())
-    paths = [p for c in classes for p in find_images(root / c, EXTENSIONS)]
+    paths = [p for c in classes for p in find_images(root / c)]
     dataset = ImageDataset(FileTable.from_paths(paths, [0] * len(paths)), ImageLoader(3, source_short_side(size)),
                            EvalTransform(size))
     seconds, sample = timed(lambda: sample_pixel_stats(dataset, 3))
@@ -208,14 +228,13 @@ def write_small_pngs(root: Path, count: int, classes: int = 1000) -> None:
         Image.fromarray(tile[top:top + 32, left:left + 32]).save(root / f"n{i % classes:08d}" / f"{i:07d}.png")
 
 
-def todays_find_images() -> Callable[[Path], list[Path]] | None:
-    """The app's current os.walk lister, for comparison (its module moves in the restructuring)."""
-    for module in ("ignite_app.data.scan", "ignite_app.folder"):
-        try:
-            return importlib.import_module(module).find_images
-        except (ImportError, AttributeError):
-            continue
-    return None
+def walk_listing(folder: Path) -> list[Path]:
+    """The lister the app had before: os.walk, Path objects, sorted names (for comparison)."""
+    found: list[Path] = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(parent, f) for f in sorted(files) if not f.startswith(".") and is_image_file(Path(f))]
+    return found
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -224,26 +243,67 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def measure_startup(root: Path, count: int) -> None:
+def measure_startup(root: Path, count: int, work: Path) -> None:
     print(f"\nstart-up on {count:,} 32x32 PNGs in 1,000 class folders (generating them...)", flush=True)
     seconds, _ = timed(lambda: write_small_pngs(root, count))
     print(f"generated in {seconds:.0f} s\n\n| step | seconds |\n|---|---:|")
     classes = sorted(p.name for p in root.iterdir())
-    listing, paths = timed(lambda: [find_images(root / c, EXTENSIONS) for c in classes])
+    listing, paths = timed(lambda: [find_images(root / c) for c in classes])
     print(f"| list the files (`find_images`, os.scandir), {sum(map(len, paths)):,} found | {listing:.2f} |")
-    walk_images = todays_find_images()
-    if walk_images is not None:
-        old, _ = timed(lambda: [walk_images(root / c) for c in classes])
-        print(f"| the same with today's `find_images` (os.walk, Path objects) | {old:.2f} |")
+    old, _ = timed(lambda: [walk_listing(root / c) for c in classes])
+    print(f"| the same with the former lister (os.walk, Path objects) | {old:.2f} |")
     build, table = timed(lambda: FileTable.from_paths([p for ps in paths for p in ps],
                                                       [k for k, ps in enumerate(paths) for _ in ps]))
     print(f"| build the sample table (flat arrays, {table.path_bytes.nbytes / 2**20:.1f} MB of paths) | {build:.2f} |")
+    seconds, fingerprint = timed(lambda: file_fingerprint(root, {"train": table.items()}, classes))
+    print(f"| the data's fingerprint: a stat per file on threads, the file table ({len(fingerprint.table) / 2**20:.1f} "
+          f"MB compressed) | {seconds:.2f} |")
     dataset = ImageDataset(table, ImageLoader(3, source_short_side(32)), EvalTransform(32))
     for workers in (0, 2):
         seconds, sample = timed(lambda w=workers: sample_pixel_stats(dataset, 3, num_workers=w))
         print(f"| mean and std of a seeded {sample.images:,}-image sample, {workers} workers | {seconds:.2f} |")
+    measure_command(root, work)
     seconds, _ = timed(lambda: shutil.rmtree(root))
     print(f"\n(the files were listed warm, just written; deleting them took {seconds:.0f} s)")
+
+
+def imports_done(command: list[str], env: dict[str, str]) -> float:
+    """Seconds from starting ``command`` (on an empty data folder) to its refusal at the scan, the first thing after
+    its imports: read as its message arrives, before the interpreter's own exit (which takes a while with torch)."""
+    start = time.time()
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env) as process:
+        message = process.stderr.readline()  # type: ignore[union-attr]
+        seconds = time.time() - start
+        process.wait()
+    assert process.returncode == 2 and "holds no class folders" in message, message
+    return seconds
+
+
+def measure_command(root: Path, work: Path) -> None:
+    """From ``scripts/train.py`` to its first training step, minus the time its imports take."""
+    handler = work / "first_step.py"
+    handler.write_text(HANDLER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--dataset", "folder", "--data-dir", str(root),
+               "--val-split", "0.1", "--epochs", "1", "--output-dir", str(work / "runs"), "--no-progress",
+               "--handler", f"{handler}:attach"]
+    empty = work / "empty"
+    empty.mkdir(exist_ok=True)
+    imports = [imports_done(command[:5] + [str(empty)] + command[6:], env) for _ in range(3)]
+    start = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(FIRST_STEP)]
+    if not lines:
+        print(f"\nthe training command failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return
+    total = float(lines[0].split()[-1]) - start
+    imported = statistics.median(imports)
+    print(f"\n`{' '.join(['python', 'scripts/train.py', *command[2:]])}`\n")
+    print("| from the command to the first training step | the same command's imports (median of 3) | start-up "
+          "without imports |")
+    print("|---:|---:|---:|")
+    print(f"| {total:.2f} s | {imported:.2f} s | **{total - imported:.2f} s** |")
+    print("\n" + "\n".join(line for line in done.stdout.splitlines() if not line.startswith(FIRST_STEP)))
 
 
 def main() -> int:
@@ -269,7 +329,7 @@ def main() -> int:
             print_loader_table(rates, args.workers, args)
             measure_photo_stats(root, args.image_size)
         if args.startup_images:
-            measure_startup(Path(tmp) / "small", args.startup_images)
+            measure_startup(Path(tmp) / "small", args.startup_images, Path(tmp))
     return 0
 
 

@@ -448,3 +448,25 @@ def test_augmented_batches_are_identical_with_0_and_2_workers(split_dir):
     assert len(batches[0]) == 4
     for (x0, y0), (x2, y2) in zip(batches[0], batches[2]):
         assert torch.equal(x0, x2) and torch.equal(y0, y2)
+
+
+def test_the_cache_serves_later_reads_without_changing_a_pixel(split_dir, tmp_path):
+    plain = build_data(folder_config(split_dir))
+    cached = build_data(folder_config(split_dir, cache=tmp_path / "cache"))
+    cache = cached.val.loader.cache
+    assert (cache.short_side, cache.channels, cache.root) == (10, 1, tmp_path / "cache")  # ceil(8 / 0.875)
+    for _ in range(2):  # the first pass fills the cache (the stats sample filled the training images' entries)
+        for i in range(len(cached.val)):
+            assert torch.equal(cached.val[i][0], plain.val[i][0])
+        for key in (SampleKey(3, 17), SampleKey(5, 2)):
+            assert torch.equal(cached.train[key][0], plain.train[key][0])
+    assert cache.hits >= 8 + 2 * 2
+
+
+def test_loaders_take_the_prefetch_depth_and_the_default_number_of_workers(split_dir):
+    data = build_data(folder_config(split_dir))
+    train, val = build_loaders(data, folder_config(split_dir, num_workers=2, prefetch=4))
+    assert (train.num_workers, train.prefetch_factor, val.prefetch_factor) == (2, 4, 4) and train.persistent_workers
+    train, _ = build_loaders(data, folder_config(split_dir, num_workers=None))
+    assert train.num_workers == TrainConfig(dataset="folder", data_dir=split_dir).loader_workers
+    assert build_loaders(data, folder_config(split_dir))[0].prefetch_factor is None  # no workers: no prefetching

@@ -1,4 +1,4 @@
-"""The standard datasets, read from tiny copies written in the formats torchvision downloads."""
+"""The standard datasets, read from tiny copies written in the formats torchvision downloads, and trained on."""
 
 import pickle
 import urllib.error
@@ -10,7 +10,10 @@ import torchvision.datasets as tvd
 from standard_files import (CIFAR10_NAMES, idx_bytes, python2_pickle, write_cifar10, write_cifar100, write_idx,
                             write_mnist)
 
-from ignite_app.data import standard
+from ignite_app.app import build
+from ignite_app.config import STANDARD_DATASETS, TrainConfig
+from ignite_app.data import build_data, standard
+from ignite_app.data.pipeline import ArrayDataset
 from ignite_app.data.standard import DATASETS, download, expected_files, load_standard, read_idx
 from ignite_app.errors import DataError
 
@@ -150,3 +153,47 @@ def test_unknown_names_and_splits_list_the_valid_ones(tmp_path):
         load_standard("svhn", tmp_path)
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
         load_standard("mnist", tmp_path, "val")
+
+
+def test_the_registered_names_are_the_standard_datasets():
+    assert DATASETS == STANDARD_DATASETS  # config.py keeps the names without importing this module
+
+
+def test_a_standard_dataset_trains_on_a_share_of_its_training_set_and_evaluates_its_test_set(tmp_path, capsys):
+    from ignite_app.cli.evaluate import main
+
+    write_mnist(tmp_path / "data", train=60, test=20)  # 6 images of each digit
+    config = TrainConfig(dataset="mnist", data_dir=tmp_path / "data", epochs=1, batch_size=16, num_workers=0,
+                         output_dir=tmp_path / "runs", run_name="r", progress=False)
+    app = build(config)
+    assert (len(app.data.train), len(app.data.val)) == (50, 10)  # --val-split 0.1 of each class, never the test set
+    assert isinstance(app.data.train, ArrayDataset) and app.data.train.takes_sample_seeds  # 2-pixel crop, no flip
+    assert app.data.stats_images == 50 and app.data.input_shape == (1, 28, 28)
+    app.run()
+    log = (tmp_path / "runs" / "r" / "train.log").read_text()
+    assert "data: mnist, 50 training and 10 validation images, 10 classes, input 1x28x28" in log
+    assert "from a seeded sample of 50 training images" in log
+    best = str(tmp_path / "runs" / "r" / "checkpoints" / "best_model.pt")
+    capsys.readouterr()
+    assert main(["--checkpoint", best, "--num-workers", "0"]) == 0
+    assert "data: mnist (validation split), 10 images" in capsys.readouterr().out
+    assert main(["--checkpoint", best, "--split", "test", "--num-workers", "0"]) == 0
+    assert "data: mnist (official test set), 20 images" in capsys.readouterr().out
+
+
+def test_a_missing_standard_dataset_stops_the_start_or_is_downloaded(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match=r"--dataset cifar10: CIFAR-10 is not in .*cifar-10-batches-py \(missing: "
+                                        r"data_batch_1, .*\); pass --download"):
+        build_data(TrainConfig(dataset="cifar10", data_dir=tmp_path / "empty"))
+    fetched = []
+
+    def fake_download(name, root):  # what torchvision would leave in the folder
+        fetched.append(name)
+        write_mnist(root, folder="FashionMNIST/raw", train=20, test=10)
+
+    monkeypatch.setattr("ignite_app.data.builtin.download", fake_download)
+    data = build_data(TrainConfig(dataset="fashion-mnist", data_dir=tmp_path / "fetched", download=True,
+                                  num_workers=0))
+    assert fetched == ["fashion-mnist"] and data.classes[0] == "T-shirt/top" and len(data.val) == 10
+    build_data(TrainConfig(dataset="fashion-mnist", data_dir=tmp_path / "fetched", download=True, num_workers=0))
+    assert fetched == ["fashion-mnist"]  # there already: not fetched again
