@@ -20,9 +20,11 @@ from ignite_app.config import ConfigError, TrainConfig
 from ignite_app.data import EpochBatchSampler, SampleKey, build_data, build_loaders
 from ignite_app.data.decode import decode_image
 from ignite_app.data.imagecheck import check_images
-from ignite_app.data.pipeline import ImageDataset
+from ignite_app.data.pipeline import ImageDataset, ImageLoader
 from ignite_app.data.samplers import stratified_split
 from ignite_app.data.scan import checkpoint_classes, label_map_classes, scan_folder
+from ignite_app.data.stats import sample_pixel_stats
+from ignite_app.data.transforms import EvalTransform
 from ignite_app.errors import DataError
 
 
@@ -155,8 +157,16 @@ def checked_summary(checked):
             "skipped": [[str(b.path), b.reason] for b in checked.skipped]}
 
 
+def stats_summary(scan):
+    dataset = ImageDataset(scan.train, ImageLoader(1, 10), EvalTransform(8))
+    sample = sample_pixel_stats(dataset, 1, max_images=20, seed=3)
+    return {"stats": sample.stats.mean_std(), "images": sample.images,
+            "unreadable": [str(b) for b in sample.unreadable]}
+
+
 def _check_images_as_one_of_two(local_rank, data_dir, out_dir):
-    """In each of two gloo processes: check the images, noting which files this process decoded."""
+    """In each of two gloo processes: check the images and sample the mean and std, noting what this process
+    decoded."""
     decoded, decode = [], imagecheck.decode_image
 
     def counting_decode(path, *args):
@@ -164,24 +174,33 @@ def _check_images_as_one_of_two(local_rank, data_dir, out_dir):
         return decode(path, *args)
 
     imagecheck.decode_image = counting_decode
-    summary = checked_summary(check_images(scan_folder(Path(data_dir), None), 1, 10, "skip"))
-    (Path(out_dir) / f"rank{idist.get_rank()}.json").write_text(json.dumps({"decoded": decoded, **summary}))
+    scan = scan_folder(Path(data_dir), None)
+    summary = checked_summary(check_images(scan, 1, 10, "skip"))
+    sampled = []
+    load = ImageLoader.__call__
+    ImageLoader.__call__ = lambda self, path: sampled.append(path) or load(self, path)
+    result = {"decoded": decoded, "sampled": sampled, **summary, **stats_summary(scan)}
+    (Path(out_dir) / f"rank{idist.get_rank()}.json").write_text(json.dumps(result))
 
 
-def test_two_processes_split_the_image_check_and_both_get_the_whole_result(split_dir, tmp_path):
+def test_two_processes_split_the_image_check_and_the_stats_sample_and_both_get_the_whole_result(split_dir,
+                                                                                                  tmp_path):
     (split_dir / "train" / "digit2" / "broken.png").write_bytes(b"junk")
     scan = scan_folder(split_dir, None)
-    alone = json.loads(json.dumps(checked_summary(check_images(scan, 1, 10, "skip"))))  # tuples as lists
-    assert len(alone["skipped"]) == 1 and len(alone["train"]) == 24
+    alone = json.loads(json.dumps({**checked_summary(check_images(scan, 1, 10, "skip")),
+                                   **stats_summary(scan)}))  # tuples as lists
+    assert len(alone["skipped"]) == 1 and len(alone["train"]) == 24 and alone["images"] + len(alone["unreadable"]) == 20
     with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=free_port()) as p:
         p.run(_check_images_as_one_of_two, str(split_dir), str(tmp_path))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for result in ranks:
-        assert {k: v for k, v in result.items() if k != "decoded"} == alone
+        assert {k: v for k, v in result.items() if k not in ("decoded", "sampled")} == alone
     every_file = {path for path, _ in [*scan.train.items(), *scan.val.items()]}
     first, second = (set(r["decoded"]) for r in ranks)
     assert len(first) == 17 and len(second) == 16  # 33 files: each decoded once, by one process
     assert first | second == every_file and not first & second
+    first, second = (r["sampled"] for r in ranks)
+    assert len(first) == len(second) == 10 and not set(first) & set(second)  # the sample of 20, split in two
 
 
 def test_a_class_left_without_images_after_skipping_is_refused(tmp_path):

@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import io
+import logging
 import os
 import shlex
 import shutil
@@ -231,8 +232,24 @@ def test_unreadable_images_met_when_loaded_are_replaced_or_left_out_counted_and_
     assert [(e.step, e.value) for e in events.Scalars(SKIPPED_TAG)] == [(1, 2.0)]
 
 
+@pytest.fixture
+def train_command():
+    """``scripts/train.py``'s main, run in this process (no interpreter to start), without the console handler it
+    leaves behind (it would write to this test's captured output, closed after it)."""
+    from ignite_app.cli.train import main
+
+    def console_handlers():
+        return [h for h in logging.getLogger("ignite_app").handlers if getattr(h, "_ignite_app_console", False)]
+
+    for handler in console_handlers():
+        logging.getLogger("ignite_app").removeHandler(handler)
+    yield lambda *args: main([str(a) for a in args])
+    for handler in console_handlers():
+        logging.getLogger("ignite_app").removeHandler(handler)
+
+
 def test_an_unreadable_image_met_mid_epoch_stops_with_exit_2_and_the_run_resumes_exactly_without_it(
-        data_dir, tmp_path):
+        data_dir, tmp_path, train_command):
     copy = tmp_path / "data"
     shutil.copytree(data_dir, copy)
     labels = data_dir.parent / "labels.txt"
@@ -246,24 +263,23 @@ def test_an_unreadable_image_met_mid_epoch_stops_with_exit_2_and_the_run_resumes
     bad.write_bytes(b"junk")
     args = [*TRAIN_ARGS, "--data-dir", copy, "--label-map", labels, "--epochs", "2", "--stats-images", "20",
             "--checkpoint-every", "2", "--output-dir", tmp_path]
-    stopped = run_script("train.py", *args, "--run-name", "run")
-    assert stopped.returncode == 2, stopped.stderr
+    assert train_command(*args, "--run-name", "run") == 2
+    log = (tmp_path / "run" / "train.log").read_text()
     assert (f"train.py: error: training image {bad} cannot be decoded (cannot identify image file); the run "
-            "stopped before training on it and its last checkpoint is intact") in stopped.stdout
+            "stopped before training on it and its last checkpoint is intact") in log
     last = 2 * (batch_of[bad_index] // 2)  # iterations are numbered from 1: the batch is iteration b + 1
     assert training_checkpoints(tmp_path / "run" / "checkpoints")[0].name == f"training_{last}.pt"
-    command = stopped.stdout.split("continue the run without it with: ")[1].splitlines()[0]
+    command = log.split("continue the run without it with: ")[1].splitlines()[0]
     assert command.startswith("python scripts/train.py ") and command.endswith(
         "--on-bad-image skip --resume auto --run-name run")
-    resumed = run_script("train.py", *shlex.split(command)[2:])
-    assert resumed.returncode == 0, resumed.stderr
-    reference = run_script("train.py", *args, "--on-bad-image", "skip", "--run-name", "reference")
-    assert reference.returncode == 0, reference.stderr
+    assert train_command(*shlex.split(command)[2:]) == 0
+    assert train_command(*args, "--on-bad-image", "skip", "--run-name", "reference") == 0
     ours = load_checkpoint(tmp_path / "run" / "checkpoints" / "training_16.pt")
     theirs = load_checkpoint(tmp_path / "reference" / "checkpoints" / "training_16.pt")
     assert all(torch.equal(ours["model"][k], v) for k, v in theirs["model"].items())
     assert torch.equal(ours["best_report"]["counts"], theirs["best_report"]["counts"])
-    assert f"  {bad}: cannot identify image file" in (tmp_path / "run" / "train.log").read_text()
+    resumed_log = (tmp_path / "run" / "train.log").read_text()
+    assert "resumed from" in resumed_log and f"  {bad}: cannot identify image file" in resumed_log
 
 
 def test_augmented_training_with_workers_resumes_exactly(folder_run, data_dir, tmp_path):

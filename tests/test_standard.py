@@ -15,7 +15,8 @@ from ignite_app.config import STANDARD_DATASETS, TrainConfig
 from ignite_app.data import build_data, standard
 from ignite_app.data.pipeline import ArrayDataset
 from ignite_app.data.standard import DATASETS, download, expected_files, load_standard, read_idx
-from ignite_app.errors import DataError
+from ignite_app.errors import DataError, UsageError
+from ignite_app.evaluation import evaluate_saved, evaluation_config, evaluation_data, load_saved_model
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -159,9 +160,7 @@ def test_the_registered_names_are_the_standard_datasets():
     assert DATASETS == STANDARD_DATASETS  # config.py keeps the names without importing this module
 
 
-def test_a_standard_dataset_trains_on_a_share_of_its_training_set_and_evaluates_its_test_set(tmp_path, capsys):
-    from ignite_app.cli.evaluate import main
-
+def test_a_standard_dataset_trains_on_a_share_of_its_training_set_and_evaluates_its_test_set(tmp_path):
     write_mnist(tmp_path / "data", train=60, test=20)  # 6 images of each digit
     config = TrainConfig(dataset="mnist", data_dir=tmp_path / "data", epochs=1, batch_size=16, num_workers=0,
                          output_dir=tmp_path / "runs", run_name="r", progress=False)
@@ -173,12 +172,13 @@ def test_a_standard_dataset_trains_on_a_share_of_its_training_set_and_evaluates_
     log = (tmp_path / "runs" / "r" / "train.log").read_text()
     assert "data: mnist, 50 training and 10 validation images, 10 classes, input 1x28x28" in log
     assert "from a seeded sample of 50 training images" in log
-    best = str(tmp_path / "runs" / "r" / "checkpoints" / "best_model.pt")
-    capsys.readouterr()
-    assert main(["--checkpoint", best, "--num-workers", "0"]) == 0
-    assert "data: mnist (validation split), 10 images" in capsys.readouterr().out
-    assert main(["--checkpoint", best, "--split", "test", "--num-workers", "0"]) == 0
-    assert "data: mnist (official test set), 20 images" in capsys.readouterr().out
+    saved = load_saved_model(tmp_path / "runs" / "r" / "checkpoints" / "best_model.pt")
+    for split, images in ((None, 10), ("val", 10), ("test", 20)):  # evaluate.py, and evaluate.py --split test
+        dataset, _ = evaluation_data(saved, evaluation_config(saved), split)
+        assert evaluate_saved(saved, dataset, batch_size=8).num_samples == images
+    with pytest.raises(UsageError, match=r"--split test: only the standard datasets \(mnist, fashion-mnist, cifar10, "
+                                         r"cifar100\) have an official test split"):
+        evaluation_data(saved, evaluation_config(saved, dataset="digits"), "test")
 
 
 def test_a_missing_standard_dataset_stops_the_start_or_is_downloaded(tmp_path, monkeypatch):

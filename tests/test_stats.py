@@ -38,3 +38,14 @@ def test_pixel_stats_are_exact_and_independent_of_the_order():
     for image in reversed(images):
         backward.add(*PixelStats.of(image))
     assert forward.mean_std() == backward.mean_std()
+
+
+def test_float_images_of_a_registered_dataset_are_summed_on_the_same_scale():
+    images = torch.rand(30, 3, 5, 7, generator=torch.Generator().manual_seed(0))  # float in [0, 1]
+    dataset = torch.utils.data.TensorDataset(images, torch.zeros(30, dtype=torch.long))
+    sample = sample_pixel_stats(dataset, 3, max_images=12, seed=4)
+    chosen = torch.from_numpy(np.sort(np.random.default_rng(4).choice(30, 12, replace=False)))
+    mean, std = sample.stats.mean_std()
+    np.testing.assert_allclose(mean, images[chosen].double().mean(dim=(0, 2, 3)).numpy(), rtol=1e-9)
+    np.testing.assert_allclose(std, images[chosen].double().std(dim=(0, 2, 3)).numpy(), rtol=1e-9)
+    assert sample.images == 12

@@ -114,11 +114,10 @@ class BadImages:
 
     def list_new(self) -> None:
         """List the files met for the first time, by any process, once (a collective call)."""
-        new = "\n".join(f"{path}\t{reason}" for path, reason in sorted(self._new.items()))
-        parts = idist.all_gather(new) if idist.get_world_size() > 1 else [new]
+        parts = idist.all_gather(self._new) if idist.get_world_size() > 1 else [self._new]
         self._new = {}
-        found = dict(sorted(line.split("\t", 1) for part in parts for line in part.split("\n") if line))
-        found = {path: reason for path, reason in found.items() if path not in self.listed}
+        found = dict(sorted((path, reason) for part in parts for path, reason in part.items()
+                            if path not in self.listed))
         if found:
             self.listed.update(found)
             log.warning("unreadable image%s (--on-bad-image skip):\n  %s", "" if len(found) == 1 else "s",
