@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from ignite_app.config import TrainConfig
 from ignite_app.data.badimages import bad_images_message
-from ignite_app.data.pipeline import Flagged
+from ignite_app.data.pipeline import Flagged, ImageDataset
 from ignite_app.data.samplers import SampleKey
 from ignite_app.data.stats import sample_pixel_stats
 from ignite_app.errors import DataError
@@ -116,8 +116,11 @@ def with_sampled_stats(bundle: DataBundle, config: TrainConfig) -> DataBundle:
     An unreadable image in the sample is refused (``--on-bad-image error``), or left out of the sample and listed
     with the files the run skips (``skip``).
     """
-    sample = sample_pixel_stats(bundle.stats_view or bundle.train, bundle.input_shape[0],  # type: ignore[index]
-                                config.stats_images, num_workers=config.loader_workers)
+    view = bundle.stats_view or bundle.train
+    # worker processes for image files only: images already in memory are summed faster than workers start
+    workers = config.loader_workers if isinstance(view, ImageDataset) else 0
+    sample = sample_pixel_stats(view, bundle.input_shape[0], config.stats_images,  # type: ignore[index]
+                                num_workers=workers)
     if sample.unreadable and config.on_bad_image == "error":
         raise DataError(bad_images_message(list(sample.unreadable)))
     if sample.images == 0:
