@@ -3,7 +3,7 @@
 Generates a folder dataset of RGB PNGs in a temporary folder (10 classes: a coloured square on noise), then
 measures, in one process and side by side:
 
-- start-up check: the pass that decodes every image once before training (bad images, mean and std);
+- start-up: building the data (listing the files, their fingerprint, the mean and std of a seeded sample);
 - loader, W workers: images/s of the training loader alone (decode, resize, random crop and flip, normalise,
   collate), one epoch after a warm-up epoch (the workers are persistent: they start once per run);
 - training step: samples/s of the default model's train steps (forward, backward, AdamW) on batches already in
@@ -55,7 +55,7 @@ def write_images(root: Path, count: int, size: int) -> None:
 
 
 def loader_rate(config: TrainConfig) -> tuple[float, float]:
-    """(seconds of the start-up check, images/s of one training-loader epoch after a warm-up epoch)."""
+    """(seconds of the start-up, images/s of one training-loader epoch after a warm-up epoch)."""
     start = time.perf_counter()
     data = build_data(config)
     check = time.perf_counter() - start
@@ -103,7 +103,7 @@ def main() -> int:
         rows = []
         for workers in args.workers:
             check, rate = loader_rate(config(workers))
-            rows.append((f"loader, {workers} workers (augmented)", rate, f"start-up check {check:.1f} s"))
+            rows.append((f"loader, {workers} workers (augmented)", rate, f"start-up {check:.1f} s"))
         step = training_rate(config(0), fed_by_loader=False)
         rows.append(("training step, batches in memory", step, "model cnn, AdamW"))
         for workers in args.workers:

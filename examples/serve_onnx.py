@@ -9,8 +9,10 @@
 ``{"labels": ["cat", "dog", ...], "confidences": [0.93, 0.05, ...]}``, the ``--top-k`` best classes first, with
 their softmax probabilities. ``GET /`` answers the model's metadata. A body that is not an image gets status 400
 with ``{"error": ...}``. Everything the service needs comes from the model file's metadata: the class names, the
-input size and channels, and how training prepared an image (decode, EXIF orientation, colour, bilinear resize);
-the model normalises the uint8 pixels itself.
+input size and channels, and how training prepared an image (decode, EXIF orientation, colour, the short side
+resized, bilinear, then the centre crop); the model normalises the uint8 pixels itself. Pillow's resize and
+torchvision's (which training uses) may differ by a level here and there, so the probabilities agree with
+``scripts/predict.py``'s to about three decimals.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class OnnxClassifier:
         self.metadata = json.loads(self.session.get_modelmeta().custom_metadata_map["ignite_app"])
         self.classes = self.metadata["classes"]
         _, self.channels, self.height, self.width = self.metadata["input"]["shape"]
+        self.short_side = self.metadata["preprocessing"]["resize_short_side"]
         self.input_name = self.session.get_inputs()[0].name
 
     def pixels(self, data: bytes) -> np.ndarray:
@@ -45,10 +48,22 @@ class OnnxClassifier:
             if self.channels == 3 and image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")
             image = image.convert("L" if self.channels == 1 else "RGB")
-            image = image.resize((self.width, self.height), Image.Resampling.BILINEAR)
+            image = self.view(image)
             array = np.asarray(image, dtype=np.uint8)
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # (C, H, W)
         return np.ascontiguousarray(array[None])
+
+    def view(self, image: Image.Image) -> Image.Image:
+        """The validation view: the short side resized to ``resize_short_side`` (the long side truncated, as
+        torchvision's ``Resize``), then the centre (height, width) crop (rounded as torchvision's ``CenterCrop``)."""
+        width, height = image.size
+        if min(width, height) != self.short_side:
+            short = self.short_side
+            size = (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        width, height = image.size
+        left, top = int(round((width - self.width) / 2)), int(round((height - self.height) / 2))
+        return image.crop((left, top, left + self.width, top + self.height))
 
     def predict(self, data: bytes, top_k: int) -> dict[str, list]:
         logits = self.session.run(None, {self.input_name: self.pixels(data)})[0][0].astype(np.float64)

@@ -34,7 +34,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ignite_app.config import TrainConfig
+from ignite_app.data.badimages import BadImages, attach_bad_images
 from ignite_app.data.loaders import build_loaders
+from ignite_app.data.pipeline import ImageDataset
 from ignite_app.data.spec import DataBundle, build_data
 from ignite_app.device import resolve_device
 from ignite_app.engines import StepOptions, create_evaluator, create_trainer
@@ -126,6 +128,7 @@ class Handlers:
     # training recipe: the moving average of the weights (--ema-decay), and the raw weights' evaluator next to it
     ema: ModelEma | None = None
     raw_evaluator: Engine | None = None
+    bad_images: BadImages | None = None  # image files: what --on-bad-image does with those met at load time
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,8 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
             hparams = attach_hparams(trainer, tb_logger, config, best_report)
             attach_recipe_tensorboard(tb_logger, trainer, evaluator, raw_evaluator, config.log_every,
                                       grad_norm=config.clip_grad_norm is not None, top5=has_top_k(len(bundle.classes)))
+        bad_images = attach_bad_images(evaluator, trainer, config.on_bad_image, tb_logger and tb_logger.writer,
+                                       BAD_IMAGE_FIX) if reads_image_files(bundle) else None
         summary = attach_epoch_summary(trainer, evaluator)
         # before the checkpoint that includes the epoch: a resume never finds an epoch missing from the history
         history = (attach_history(trainer, summary, paths.reports, top5=has_top_k(len(bundle.classes))) if first
@@ -379,6 +384,8 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
                                best_report, epoch_loss, scaler, bundle, config, fingerprint)
         state[REPORT_LOGGING] = report_logging if report_logging is not None else Value(lambda: None)
         state.update(recipe_state(ema))
+        if bad_images is not None:
+            state[BAD_IMAGES] = bad_images
         training_checkpoint = attach_training_checkpoint(trainer, state, paths.checkpoints, config.keep_last,
                                                          config.checkpoint_every)
         closers.append(training_checkpoint.save_handler.close)  # type: ignore[union-attr]  # before the lock goes
@@ -398,7 +405,7 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
             early_stopping=early_stopping, tb_logger=tb_logger, progress_bar=progress_bar, summary=summary,
             training_checkpoint=training_checkpoint, graceful_stop=graceful_stop, handler_stop=handler_stop,
             report_jobs=jobs, report_logging=report_logging, report_files=report_files, history=history,
-            hparams=hparams, norm_logging=norm_logging, ema=ema, raw_evaluator=raw_evaluator)
+            hparams=hparams, norm_logging=norm_logging, ema=ema, raw_evaluator=raw_evaluator, bad_images=bad_images)
         app = App(config=config, paths=paths, device=device, data=bundle, model=model, optimizer=optimizer,
                   lr_scheduler=lr_scheduler, loss_fn=loss_fn, trainer=trainer, evaluator=evaluator,
                   train_loader=train_loader, val_loader=val_loader, handlers=handlers, _closers=closers)
@@ -410,6 +417,17 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
         abandon_start(paths, config, resume, log_file, closers, e)
         raise
     return app
+
+
+BAD_IMAGES = "bad_images"
+BAD_IMAGE_FIX = ("the run stopped before training on it and its last checkpoint is intact: continue it without the "
+                 "file with --on-bad-image skip (the command is below; the sample is then replaced by another one), "
+                 "or replace or delete the file and start a new run (a resume refuses data that changed)")
+
+
+def reads_image_files(data: DataBundle) -> bool:
+    """Whether the loaders decode image files, and so may meet unreadable ones."""
+    return isinstance(data.train, ImageDataset) or isinstance(data.val, ImageDataset)
 
 
 def attach_plugin(plugin: Plugin, app: App) -> None:
@@ -507,9 +525,16 @@ def log_start(config: TrainConfig, data: DataBundle, device: torch.device, world
     log.info("batch size: %d per process x %d process%s = %d per step; device %s", config.batch_size, world_size,
              "" if world_size == 1 else "es", config.batch_size * world_size, device)
     log.info("run folder: %s", paths.root)
+    if data.stats_images is not None:
+        log.info("normalisation: mean %s, std %s, from a seeded sample of %d training images",
+                 _rounded(data.mean), _rounded(data.std), data.stats_images)
     if data.skipped:
         log.warning("left out %d unreadable image%s (--on-bad-image skip):\n  %s", len(data.skipped),
                     "" if len(data.skipped) == 1 else "s", "\n  ".join(data.skipped))
+
+
+def _rounded(values: Any) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
 
 
 def prepare_run_dir(paths: RunPaths, config: TrainConfig, classes: tuple[str, ...], fingerprint: DataFingerprint,
@@ -550,17 +575,21 @@ def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_s
 def model_description(data: DataBundle, config: TrainConfig) -> dict[str, Value]:
     """What every checkpoint holds besides the weights so that evaluate.py can rebuild the model and feed it data
     prepared as in training; a resume checks its data against ``classes`` and ``normalization``."""
-    return {
+    description = {
         "classes": Value(lambda: list(data.classes)),
         "config": Value(config.to_dict),
         "normalization": Value(lambda: normalization(data)),
         "input_shape": Value(lambda: list(data.input_shape)),
     }
+    if data.crop_fraction is not None:  # image files: evaluation and prediction rebuild the validation view
+        description["crop_fraction"] = Value(lambda: data.crop_fraction)
+    return description
 
 
-def normalization(data: DataBundle) -> dict[str, list[float]]:
-    """The checkpoints' ``normalization`` entry: the training set's per-channel mean and std."""
-    return {"mean": list(data.mean), "std": list(data.std)}
+def normalization(data: DataBundle) -> dict[str, Any]:
+    """The checkpoints' ``normalization`` entry: the training set's per-channel mean and std, and how many training
+    images they were computed from (``images``: None when the dataset gave them)."""
+    return {"mean": list(data.mean), "std": list(data.std), "images": data.stats_images}
 
 
 RNG = "rng"

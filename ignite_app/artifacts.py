@@ -89,6 +89,11 @@ class Artifact:
     def dataset(self) -> str:
         return str(self.metadata["preprocessing"]["dataset"])
 
+    @property
+    def crop_fraction(self) -> float:
+        """The centre crop's share of the resized short side (image folders; 1 for the other datasets)."""
+        return float(self.metadata["preprocessing"].get("crop_fraction") or 1.0)
+
 
 def load_artifact(path: Path, threads: int | None = None) -> Artifact:
     """Read and check an exported model file; ``threads``: onnxruntime's intra-op threads (default: its own choice).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field, fields
@@ -28,13 +29,20 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
 CHANNELS = (1, 3)
 BAD_IMAGE_POLICIES = ("error", "skip")
-# training recipe (issue 16)
+# training recipe
 AUTO_AUGMENT_POLICIES = ("none", "trivialaugment", "randaugment", "augmix")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("shuffle", "balanced")
-# The options that only --dataset folder reads; with another built-in dataset they are refused rather than ignored
-# (a registered dataset receives the whole config and may read any of them).
-FOLDER_ONLY = ("data_dir", "label_map", "val_split", "augment")
+# The standard datasets (ignite_app.data.standard), read from torchvision's layout under --data-dir.
+STANDARD_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+STANDARD_DATA_DIR = Path("data")  # their default --data-dir
+STANDARD_VAL_SPLIT = 0.1  # their default --val-split: a share of the official training set, never the test set
+# The options that only --dataset folder reads, and those that folders and the standard datasets read; with another
+# built-in dataset they are refused rather than ignored (a registered dataset receives the whole config and may read
+# any of them).
+FOLDER_ONLY = ("label_map", "cache", "crop_fraction", "scale_min", "check_images")
+IMAGE_DATA_ONLY = ("data_dir", "val_split", "augment")
+STANDARD_ONLY = ("download",)
 IGNORES_FOLDER_OPTIONS = ("digits", "synthetic")
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -120,31 +128,60 @@ class TrainConfig(Options):
 
     # data
     dataset: str = option("digits", "dataset: digits (scikit-learn's 8x8 handwritten digits), synthetic (random "
-                          "3x32x32 images for speed tests), folder (your own image folders, --data-dir), or one "
+                          "3x32x32 images for speed tests), folder (your own image folders, --data-dir), mnist, "
+                          "fashion-mnist, cifar10, cifar100 (read from --data-dir in torchvision's layout), or one "
                           "registered by a --plugin", registry=DATASETS)
     # The data folder and the label-map file are compared by content on a resume (classes, training-set size and
     # normalisation constants), not by path, so a run can continue after its data folder was moved.
     data_dir: Path | None = option(None, "folder: DIR/train/<class>/* and DIR/val/<class>/*, or DIR/<class>/* with "
-                                   "--val-split", metavar="DIR", affects_results=False)
+                                   "--val-split; standard datasets: the folder torchvision downloads them into",
+                                   metavar="DIR", affects_results=False,
+                                   default_text="data for the standard datasets; required for folder")
     label_map: Path | None = option(None, "folder: label-map file, one class name per line, line i = class i",
                                     metavar="FILE", default_text="the sorted class folder names",
                                     affects_results=False)
-    val_split: float | None = option(None, "folder: share of each class held out for validation when DIR has no "
-                                     "train/ and val/ folders (stratified; the same split for every --seed)",
-                                     low=0.0, high=1.0, low_open=True, high_open=True, metavar="FRACTION")
+    val_split: float | None = option(None, "share of each class held out for validation (stratified; the same split "
+                                     "for every --seed): folder, when DIR has no train/ and val/ folders; standard "
+                                     "datasets, from the official training set (the test set is for "
+                                     "evaluate.py --split test)", low=0.0, high=1.0, low_open=True, high_open=True,
+                                     metavar="FRACTION", default_text="0.1 for the standard datasets")
     image_size: int = option(32, "folder: images are resized to SIZE x SIZE pixels (other datasets have a fixed "
                              "size)", low=8, metavar="SIZE")
     channels: int = option(3, "folder: 3 = RGB, 1 = grayscale; every image is converted to it", choices=CHANNELS)
-    augment: bool | None = option(None, "folder: random crop and horizontal flip of training images (never of "
-                                  "validation images)", default_text="on for --dataset folder")
-    on_bad_image: str = option("error", "folder: an image that cannot be decoded stops the start (error) or is "
-                               "left out and listed in train.log (skip)", choices=BAD_IMAGE_POLICIES,
+    augment: bool | None = option(None, "each dataset's usual augmentation of training images, never of validation "
+                                  "images: folder, a random resized crop and a horizontal flip; CIFAR, a 4-pixel "
+                                  "padded random crop and a flip; MNIST-like, a 2-pixel padded crop",
+                                  default_text="on for folder and the standard datasets")
+    on_bad_image: str = option("error", "folder: an image that cannot be decoded, met when it is loaded, stops the "
+                               "run with exit code 2 (error), or is replaced by another training sample or left out "
+                               "of validation, and listed in train.log (skip)", choices=BAD_IMAGE_POLICIES,
                                # a changed training set is refused on resume by its content check
                                affects_results=False)
     batch_size: int = option(64, "samples per batch in each process: with N processes a step trains on N x "
                              "BATCH_SIZE samples", low=1)
-    num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0,
-                              affects_results=False)
+    num_workers: int | None = option(None, "data-loading worker processes per training process (0 loads in the "
+                                     "main process)", low=0, metavar="N", affects_results=False,
+                                     default_text="min(8, CPU cores per process - 1) for image files and the "
+                                     "standard datasets, 0 for digits and synthetic")
+    # data at scale: the standard datasets, the image pipeline, unreadable images met at load time
+    download: bool = option(False, "standard datasets: fetch the files through torchvision into --data-dir when they "
+                            "are not there", affects_results=False)
+    cache: Path | None = option(None, "folder: keep every image decoded and resized in memory-mapped files under DIR, "
+                                "read by later epochs and later runs (about 260 kB per image at --image-size 224; "
+                                "delete DIR to reclaim the space)", metavar="DIR", affects_results=False)
+    crop_fraction: float | None = option(None, "folder: images are decoded with their short side at "
+                                         "SIZE / FRACTION; validation keeps the centre SIZE x SIZE of that",
+                                         low=0.0, high=1.0, low_open=True, metavar="FRACTION",
+                                         default_text="the network's, else 0.875")
+    scale_min: float | None = option(None, "folder, with --augment: the smallest random crop as a share of the "
+                                     "image's area (RandomResizedCrop's scale)", low=0.0, high=1.0, low_open=True,
+                                     metavar="SHARE", default_text="0.08")
+    stats_images: int = option(2000, "training images the mean and std are computed from, a seeded sample (when the "
+                               "dataset does not give them)", low=2, metavar="N")
+    check_images: bool = option(False, "folder: decode every image once before training, to find the unreadable "
+                                "ones before the start rather than when they are loaded (costs about one epoch)")
+    prefetch: int | None = option(None, "batches each loader worker prepares ahead (with --num-workers > 0)", low=1,
+                                  metavar="N", affects_results=False, default_text="2")
     # model and optimisation
     model: str = option("cnn", "network architecture: cnn, mlp, or one registered by a --plugin", registry=MODELS)
     epochs: int = option(30, "number of epochs to train (a resumed run may be given more)", low=1,
@@ -205,7 +242,7 @@ class TrainConfig(Options):
     python_model: bool = option(False, "the network was given to build() from Python", cli=False,
                                 affects_results=False)
     python_data: bool = option(False, "the data was given to build() from Python", cli=False, affects_results=False)
-    # training recipe (issue 16): every switch is off by default
+    # training recipe: every switch is off by default
     label_smoothing: float = option(0.0, "cross-entropy with label smoothing F on the training targets (the "
                                     "validation loss stays plain cross-entropy)", low=0.0, high=1.0, high_open=True,
                                     metavar="F")
@@ -264,21 +301,30 @@ class TrainConfig(Options):
         self._check_recipe_options()
 
     def _check_dataset_options(self) -> None:
-        if self.dataset == "folder":
+        if self.dataset == "folder" and self.data_dir is None:
+            raise ConfigError("--dataset folder needs --data-dir DIR: a folder with train/<class>/ and "
+                              "val/<class>/ folders, or with <class>/ folders and --val-split")
+        if self.dataset in STANDARD_DATASETS:  # frozen: the defaults of the standard datasets, set once here
             if self.data_dir is None:
-                raise ConfigError("--dataset folder needs --data-dir DIR: a folder with train/<class>/ and "
-                                  "val/<class>/ folders, or with <class>/ folders and --val-split")
-            return
-        if self.dataset not in IGNORES_FOLDER_OPTIONS:
-            return
-        for name in FOLDER_ONLY:
+                object.__setattr__(self, "data_dir", STANDARD_DATA_DIR)
+            if self.val_split is None:
+                object.__setattr__(self, "val_split", STANDARD_VAL_SPLIT)
+        builtin = ("folder", *STANDARD_DATASETS, *IGNORES_FOLDER_OPTIONS)
+        if self.dataset not in builtin:
+            return  # a registered dataset may read any option
+        readers = {name: ("--dataset folder", "folder") for name in FOLDER_ONLY}
+        readers.update({name: ("--dataset folder and the standard datasets", "folder", *STANDARD_DATASETS)
+                        for name in IMAGE_DATA_ONLY})
+        readers.update({name: (f"the standard datasets ({', '.join(STANDARD_DATASETS)})", *STANDARD_DATASETS)
+                        for name in STANDARD_ONLY})
+        for name, (who, *datasets) in readers.items():
             value = getattr(self, name)
-            if value is not None and value is not False:  # --no-augment is harmless: nothing else augments
-                raise ConfigError(f"{flag_name(name)} {value} is only read with --dataset folder (this run uses "
-                                  f"--dataset {self.dataset}); add --dataset folder or drop {flag_name(name)}")
+            if self.dataset not in datasets and value is not None and value is not False:  # --no-augment is harmless
+                raise ConfigError(f"{flag_name(name)} {value} is only read with {who} (this run uses --dataset "
+                                  f"{self.dataset}); drop {flag_name(name)}, or use a dataset that reads it")
 
     def _check_recipe_options(self) -> None:
-        """Refuse training-recipe options that would silently do nothing (issue 16)."""
+        """Refuse training-recipe options that would silently do nothing."""
         if self.mix_prob != 1.0 and not self.mixes:
             raise ConfigError(f"--mix-prob {self.mix_prob:g} has no effect without --mixup-alpha or --cutmix-alpha; "
                               "set one of them or drop --mix-prob")
@@ -289,8 +335,8 @@ class TrainConfig(Options):
             for name, off in (("auto_augment", "none"), ("random_erasing", 0.0)):
                 if getattr(self, name) != off:
                     raise ConfigError(f"{flag_name(name)} {getattr(self, name)} is only read with --dataset folder "
-                                      f"(this run uses --dataset {self.dataset}); add --dataset folder or drop "
-                                      f"{flag_name(name)}")
+                                      f"and the standard datasets (this run uses --dataset {self.dataset}); use one "
+                                      f"of them or drop {flag_name(name)}")
 
     @property
     def mixes(self) -> bool:
@@ -299,8 +345,22 @@ class TrainConfig(Options):
 
     @property
     def augments(self) -> bool:
-        """Whether training images are augmented: ``--augment``, or by default for folder datasets."""
-        return self.augment if self.augment is not None else self.dataset == "folder"
+        """Whether training images are augmented: ``--augment``, or by default for folders and the standard
+        datasets."""
+        return self.augment if self.augment is not None else self.dataset in ("folder", *STANDARD_DATASETS)
+
+    @property
+    def loader_workers(self) -> int:
+        """``--num-workers``, or its default: none for the small in-memory datasets (digits, synthetic), whose
+        batches are one indexing operation; else one per CPU core this process can use, keeping one for the
+        training loop, at most 8. The results do not depend on it (per-sample seeds)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        if self.dataset in IGNORES_FOLDER_OPTIONS:
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        processes = self.nproc_per_node or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun sets it
+        return max(0, min(8, cores // processes - 1))
 
     def result_differences(self, other: TrainConfig) -> list[str]:
         """The options that change the trained weights and differ from ``other``, as ``--flag: a -> b`` lines."""

@@ -1,11 +1,13 @@
 """Evaluate a saved model: rebuild it and its classes from the checkpoint, then run the evaluator.
 
 Nothing about the data preparation is recomputed: the classes, the image size and channels (in the saved config)
-come from the checkpoint, and the training set's mean and std are part of the saved model (its preprocessing), so
-evaluation feeds it the raw pixels training did.
+and the validation view's centre crop come from the checkpoint, and the training set's mean and std are part of the
+saved model (its preprocessing), so evaluation feeds it the raw pixels training validated on, through the same
+pipeline (:mod:`ignite_app.data.pipeline`). A standard dataset is evaluated on the run's validation share of its
+training set, or with ``split="test"`` on its official test set.
 The report carries the scores of the probabilities (average precision, ROC-AUC, calibration: ``report.scores``).
-``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reporting.writers`, in the format
-of a training run's ``reports/`` folder.
+``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reporting.writers`, in the format of a
+training run's ``reports/`` folder.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ignite_app.config import ConfigError, TrainConfig
+from ignite_app.config import STANDARD_DATASETS, ConfigError, TrainConfig
+from ignite_app.data.badimages import attach_bad_images
+from ignite_app.data.pipeline import ImageDataset
 from ignite_app.data.samplers import ShardSampler
 from ignite_app.data.spec import DataBundle, build_data
+from ignite_app.data.transforms import DEFAULT_CROP_FRACTION
 from ignite_app.engines import StepOptions, create_evaluator
+from ignite_app.errors import UsageError
 from ignite_app.metrics import REPORT, ClassificationReport
 from ignite_app.metrics.validation import validation_metrics
 from ignite_app.models import build_classifier
@@ -43,6 +49,7 @@ class SavedModel:
     input_shape: tuple[int, int, int]  # (C, H, W)
     mean: tuple[float, ...]  # the training set's per-channel normalisation constants
     std: tuple[float, ...]
+    crop_fraction: float = DEFAULT_CROP_FRACTION  # (image files) the validation view: short side, centre crop
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: Path) -> tuple[nn.Module, TrainConfig]:
@@ -81,9 +88,10 @@ def load_saved_model(path: Path) -> SavedModel:
     checkpoint = load_checkpoint(path)
     model, config = model_from_checkpoint(checkpoint, path)
     norm = checkpoint["normalization"]
+    crop = checkpoint.get("crop_fraction") or config.crop_fraction or DEFAULT_CROP_FRACTION
     return SavedModel(path, model.eval(), config, tuple(checkpoint["classes"]),
                       tuple(checkpoint["input_shape"]),  # type: ignore[arg-type]
-                      tuple(map(float, norm["mean"])), tuple(map(float, norm["std"])))
+                      tuple(map(float, norm["mean"])), tuple(map(float, norm["std"])), float(crop))
 
 
 def evaluation_config(saved: SavedModel, dataset: str | None = None, data_dir: Path | None = None,
@@ -113,16 +121,29 @@ def evaluation_config(saved: SavedModel, dataset: str | None = None, data_dir: P
     return dataclasses.replace(saved.config, **changes)
 
 
-def evaluation_data(saved: SavedModel, config: TrainConfig) -> tuple[Dataset, tuple[str, ...]]:
+def evaluation_data(saved: SavedModel, config: TrainConfig, split: str | None = None) -> tuple[Dataset,
+                                                                                              tuple[str, ...]]:
     """The dataset to evaluate ``saved`` on: raw pixels, which the saved model's preprocessing normalises.
 
-    Returns the dataset and the ``path: reason`` lines of images left out by ``--on-bad-image skip``.
+    Args:
+        saved: the model.
+        config: the data (see :func:`evaluation_config`).
+        split: (standard datasets) ``"val"``, the run's validation share of the training set (the default), or
+            ``"test"``, the official test set.
+
+    Returns the dataset and the ``path: reason`` lines of images left out before evaluating (``--check-images``
+    with ``--on-bad-image skip``); the others are met when they are loaded (:func:`evaluate_saved`).
 
     Raises:
         CheckpointError: the data's classes or input shape differ from the checkpoint's, or the training data came
             from Python and no other data was named.
         DataError: the folder data cannot be used (see :func:`ignite_app.data.scan.scan_folder`).
+        UsageError: ``split="test"`` for data that has no official test split.
     """
+    if split == "test" and config.dataset not in STANDARD_DATASETS:
+        raise UsageError(f"--split test: only the standard datasets ({', '.join(STANDARD_DATASETS)}) have an "
+                         f"official test split, and this evaluation is on --dataset {config.dataset}; evaluate "
+                         "other images with --data-dir")
     if config.python_data and config.dataset == saved.config.dataset and config.data_dir == saved.config.data_dir:
         raise CheckpointError(f"checkpoint {saved.path} was trained on data given from Python (build(config, "
                               "data=...)), which its config cannot rebuild; name the data to evaluate on with "
@@ -132,7 +153,13 @@ def evaluation_data(saved: SavedModel, config: TrainConfig) -> tuple[Dataset, tu
         from ignite_app.data.scan import checkpoint_classes
 
         # the folders must hold exactly the checkpoint's classes; scan_folder refuses anything else
-        return folder_eval_dataset(config, checkpoint_classes(saved.classes, saved.path))
+        return folder_eval_dataset(config, checkpoint_classes(saved.classes, saved.path), saved.crop_fraction)
+    if config.dataset in STANDARD_DATASETS:
+        from ignite_app.data.builtin import standard_eval_dataset
+
+        dataset, classes = standard_eval_dataset(config, split or "val")
+        check_matches(saved, DataBundle(dataset, dataset, classes, tuple(dataset[0][0].shape)))
+        return dataset, ()
     bundle = build_data(config)
     check_matches(saved, bundle)
     return bundle.val, ()
@@ -174,8 +201,13 @@ def evaluate_checkpoint(path: Path, data: DataBundle | Dataset | None = None, ba
 
 
 def evaluate_saved(saved: SavedModel, dataset: Dataset, batch_size: int = 256, device: torch.device | None = None,
-                   num_workers: int = 0) -> ClassificationReport:
-    """Run ``saved``'s model over ``dataset``, each process on its share, and return the reduced report."""
+                   num_workers: int = 0, left_out: list[str] | None = None) -> ClassificationReport:
+    """Run ``saved``'s model over ``dataset``, each process on its share, and return the reduced report.
+
+    Image files that cannot be decoded stop the evaluation with a ``DataError`` or, with ``--on-bad-image skip``
+    (the dataset's ``on_bad_image``), are left out: every other image is counted once, and their ``path: reason``
+    lines are added to ``left_out`` (every process gets them all).
+    """
     device = device or idist.device()
     sampler = ShardSampler(len(dataset), idist.get_rank(), idist.get_world_size())  # no padding: exact counts
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
@@ -183,5 +215,11 @@ def evaluate_saved(saved: SavedModel, dataset: Dataset, batch_size: int = 256, d
     metrics = validation_metrics(saved.classes, nn.CrossEntropyLoss(), device)
     evaluator = create_evaluator(saved.model.to(device), StepOptions(device, non_blocking=device.type == "cuda"),
                                  metrics)
+    bad_images = None
+    if isinstance(dataset, ImageDataset) and dataset.on_bad_image is not None:
+        bad_images = attach_bad_images(evaluator, None, dataset.on_bad_image, stop_fix="replace or delete it, or "
+                                       "pass --on-bad-image skip to leave unreadable images out of the evaluation")
     evaluator.run(loader)
+    if bad_images is not None and left_out is not None:
+        left_out.extend(bad_images.lines())
     return evaluator.state.metrics[REPORT]

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ignite_app.artifacts import METADATA_KEY, METADATA_VERSION, PT2_METADATA_FILE, artifact_from_bytes
+from ignite_app.data.transforms import source_short_side
 from ignite_app.evaluation import SavedModel, evaluation_data
 from ignite_app.models.preprocess import to_uint8
 from ignite_app.runstate.fileio import atomic_write
@@ -75,11 +76,13 @@ def model_metadata(saved: SavedModel, fmt: str) -> dict[str, Any]:
             "dataset": saved.config.dataset,
             # how scripts/predict.py and training turn an image file into the input (image folders only; other
             # datasets give (C, H, W) uint8 images themselves)
-            "decode": "Pillow, EXIF orientation applied" if folder else None,
-            "color": ("RGB" if c == 3 else "L") if folder else None,
-            "resize": [h, w] if folder else None,
-            "interpolation": "bilinear" if folder else None,
-            "crop": None,
+            "decode": "JPEG: torchvision (libjpeg-turbo), others: Pillow; EXIF orientation applied" if folder else None,
+            "color": ("RGB" if c == 3 else "L (Pillow's luma)") if folder else None,
+            # the short side resized to ceil(size / crop_fraction), then the centre (h, w) crop
+            "resize_short_side": source_short_side(h, saved.crop_fraction) if folder else None,
+            "interpolation": "bilinear, antialiased" if folder else None,
+            "crop": [h, w] if folder else None,
+            "crop_fraction": saved.crop_fraction if folder else None,
             "normalization": {"mean": list(saved.mean), "std": list(saved.std), "formula": "(x / 255 - mean) / std",
                               "inside_model": True},
         },
@@ -92,14 +95,12 @@ def verification_images(saved: SavedModel, data: Sequence[Path] = (), limit: int
     """Up to ``limit`` images (0: all) as uint8 (N, C, H, W): from ``data`` (image files or folders, decoded as
     training decoded them), else the training run's validation images."""
     if data:
-        from ignite_app.data.transforms import ImageTransform
-        from ignite_app.prediction import collect_inputs
+        from ignite_app.prediction import collect_inputs, input_dataset
 
         files = collect_inputs(data)
         files = files[:limit] if limit else files
-        channels, size, _ = saved.input_shape
-        transform = ImageTransform(size, channels)
-        return torch.stack([transform.load(path) for path in files])
+        inputs = input_dataset(saved.input_shape, saved.crop_fraction, files, on_bad_image=None)  # raises if unreadable
+        return torch.stack([inputs[i][0] for i in range(len(inputs))])
     dataset, _ = evaluation_data(saved, saved.config)
     count = min(limit, len(dataset)) if limit else len(dataset)
     return torch.stack([to_uint8(dataset[i][0]) for i in range(count)])

@@ -1,10 +1,11 @@
 """Classify image files with a trained model: ``scripts/predict.py``.
 
-The model, its classes, image size, channels and normalisation constants all come from the checkpoint, or from an
-exported model's metadata (:mod:`ignite_app.artifacts`), and each file goes through the same decoding and resizing
-as in training (:mod:`ignite_app.data.transforms`, never augmented). The output is CSV: ``path,label,confidence``
-(the softmax probability of the label), plus ``label_2,confidence_2,...,label_K,confidence_K`` with ``--top-k K``
-and one ``p_<class>`` column per class with ``--probabilities``.
+The model, its classes, image size, channels, validation crop and normalisation constants all come from the
+checkpoint, or from an exported model's metadata (:mod:`ignite_app.artifacts`), and each file goes through the
+pipeline that validation used in training (:mod:`ignite_app.data.pipeline`: decoded, its short side resized,
+centre-cropped, never augmented). The output is CSV: ``path,label,confidence`` (the softmax probability of the
+label), plus ``label_2,confidence_2,...,label_K,confidence_K`` with ``--top-k K`` and one ``p_<class>`` column per
+class with ``--probabilities``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from ignite_app.data.badimages import bad_images_message
 from ignite_app.data.formats import IMAGE_EXTENSIONS, is_image_file
-from ignite_app.data.imagecheck import bad_images_message
+from ignite_app.data.pipeline import BadImage, FileTable, ImageDataset, ImageLoader
 from ignite_app.data.scan import find_images
-from ignite_app.data.transforms import ImageTransform, UnreadableImage
+from ignite_app.data.transforms import EvalTransform, source_short_side
 from ignite_app.errors import DataError
 from ignite_app.evaluation import SavedModel
 from ignite_app.runstate.checkpoint import CheckpointError
@@ -54,7 +56,7 @@ def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
             found = find_images(path)
             if not found:
                 raise DataError(f"input folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            files += found
+            files += map(Path, found)
         elif path.is_file():
             if not is_image_file(path):
                 raise DataError(f"input {path} is not an image file; supported: {', '.join(IMAGE_EXTENSIONS)}")
@@ -64,32 +66,25 @@ def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
     return files
 
 
-class _Inputs(Dataset):
-    """Files as ``(image, index)``; an unreadable file gives a blank image and ``-1 - index`` (noted, not raised)."""
-
-    def __init__(self, paths: Sequence[Path], transform: ImageTransform) -> None:
-        self.paths, self.transform = [str(p) for p in paths], transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        try:
-            return self.transform(self.transform.load(self.paths[i])), i
-        except UnreadableImage:
-            # one bad file must not stop the batch; it is decoded again in the main process for the message
-            shape = (self.transform.channels, self.transform.size, self.transform.size)
-            return torch.zeros(shape), -1 - i
+def input_dataset(input_shape: tuple[int, int, int], crop_fraction: float, files: Sequence[Path],
+                  on_bad_image: str | None = "error") -> ImageDataset:
+    """``files`` in a model's validation view (``input_shape`` (C, H, W), centre crop ``crop_fraction``): item i is
+    ``(uint8 image, i)``; an unreadable file is left out of its batch and carried by it
+    (:class:`~ignite_app.data.pipeline.Batch`), never raised in a worker (``on_bad_image=None``: raised)."""
+    channels, size, _ = input_shape
+    table = FileTable.from_paths([str(p) for p in files], range(len(files)))
+    return ImageDataset(table, ImageLoader(channels, source_short_side(size, crop_fraction)),
+                        EvalTransform(size, crop_fraction), on_bad_image)
 
 
 def predict(saved: SavedModel, files: Sequence[Path], top_k: int = 1, batch_size: int = 64,
             device: torch.device | None = None, num_workers: int = 0, on_bad_image: str = "error",
-            probabilities: bool = False) -> tuple[list[Prediction], list[UnreadableImage]]:
+            probabilities: bool = False) -> tuple[list[Prediction], list[BadImage]]:
     """Classify ``files`` in batches; returns the predictions (in file order) and the files left out.
 
     Raises:
         CheckpointError: the model was not trained on image files.
-        DataError: unreadable files with ``on_bad_image="error"`` (nothing is predicted then).
+        DataError: with ``on_bad_image="error"``, some files could not be decoded (all of them are named).
     """
     if saved.config.dataset != "folder":
         raise CheckpointError(f"checkpoint {saved.path} was trained on --dataset {saved.config.dataset}, not on "
@@ -97,13 +92,14 @@ def predict(saved: SavedModel, files: Sequence[Path], top_k: int = 1, batch_size
                               "one with evaluate.py)")
     device = device or torch.device("cpu")
     model = saved.model.to(device).eval()
-    return _predict(lambda x: model(x.to(device)), saved.classes, saved.input_shape, files, top_k, batch_size,
+    dataset = input_dataset(saved.input_shape, saved.crop_fraction, files, on_bad_image)
+    return _predict(lambda x: model(x.to(device, non_blocking=True)), saved.classes, dataset, top_k, batch_size,
                     num_workers, on_bad_image, probabilities, pin_memory=device.type == "cuda")
 
 
 def predict_artifact(artifact: Artifact, files: Sequence[Path], top_k: int = 1, batch_size: int = 64,
                      num_workers: int = 0, on_bad_image: str = "error",
-                     probabilities: bool = False) -> tuple[list[Prediction], list[UnreadableImage]]:
+                     probabilities: bool = False) -> tuple[list[Prediction], list[BadImage]]:
     """:func:`predict` with an exported model (``--model-file``): its metadata gives the classes and the input.
 
     Raises:
@@ -115,41 +111,34 @@ def predict_artifact(artifact: Artifact, files: Sequence[Path], top_k: int = 1, 
     if artifact.dataset != "folder":
         raise ArtifactError(f"{artifact.source} was trained on --dataset {artifact.dataset}, not on image files; "
                             "predict.py needs a model trained with --dataset folder")
-    return _predict(lambda x: torch.from_numpy(artifact.run(x.numpy())), artifact.classes, artifact.input_shape,
-                    files, top_k, batch_size, num_workers, on_bad_image, probabilities)
+    dataset = input_dataset(artifact.input_shape, artifact.crop_fraction, files, on_bad_image)
+    return _predict(lambda x: torch.from_numpy(artifact.run(x.numpy())), artifact.classes, dataset, top_k,
+                    batch_size, num_workers, on_bad_image, probabilities)
 
 
-def _predict(forward: Callable[[Tensor], Tensor], class_names: Sequence[str], input_shape: tuple[int, int, int],
-             files: Sequence[Path], top_k: int, batch_size: int, num_workers: int, on_bad_image: str,
-             probabilities: bool, pin_memory: bool = False) -> tuple[list[Prediction], list[UnreadableImage]]:
-    """Decode ``files`` for ``input_shape`` and classify them with ``forward`` (uint8 images -> logits)."""
-    channels, size, _ = input_shape
-    dataset = _Inputs(files, ImageTransform(size, channels))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+def _predict(forward: Callable[[Tensor], Tensor], class_names: Sequence[str], dataset: ImageDataset, top_k: int,
+             batch_size: int, num_workers: int, on_bad_image: str, probabilities: bool,
+             pin_memory: bool = False) -> tuple[list[Prediction], list[BadImage]]:
+    """Classify the images of ``dataset`` with ``forward`` (uint8 images -> logits)."""
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                        collate_fn=dataset.collate_fn)
     predictions: list[Prediction] = []
-    bad: list[UnreadableImage] = []
+    bad: list[BadImage] = []
     with torch.no_grad():
-        for x, index in loader:
-            probs = forward(x.to(torch.uint8)).float().softmax(dim=1).cpu()  # (B, C)
+        for batch in loader:
+            bad += batch.unreadable
+            x, index = batch
+            if not len(index):
+                continue
+            probs = forward(x).float().softmax(dim=1).cpu()  # (B, C)
             scores, classes = probs.topk(top_k, dim=1)  # (B, K), best first
             for row, (i, row_scores, row_classes) in enumerate(zip(index.tolist(), scores.tolist(),
                                                                     classes.tolist())):
-                if i < 0:
-                    bad.append(_reason(dataset, -1 - i))
-                    continue
-                predictions.append(Prediction(dataset.paths[i], tuple(class_names[c] for c in row_classes),
+                predictions.append(Prediction(dataset.table.path(i), tuple(class_names[c] for c in row_classes),
                                               tuple(row_scores), tuple(probs[row].tolist()) if probabilities else ()))
     if bad and on_bad_image == "error":
         raise DataError(bad_images_message(bad, "input image", listed_in="stderr"))
     return predictions, bad
-
-
-def _reason(dataset: _Inputs, i: int) -> UnreadableImage:
-    try:
-        dataset.transform.load(dataset.paths[i])
-    except UnreadableImage as e:
-        return e
-    return UnreadableImage(dataset.paths[i], "could not be decoded in a loader worker")
 
 
 def predictions_csv(predictions: Sequence[Prediction], top_k: int = 1,

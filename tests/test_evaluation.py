@@ -102,7 +102,9 @@ def test_predictions_come_in_file_order_with_softmax_confidences(tmp_path):
     (["--nproc-per-node", "2"], "--nproc-per-node 2 needs --backend gloo (CPU) or nccl (GPUs)"),
     (["--val-split", "1.5"], "--val-split must be < 1, got 1.5"),
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    (["--dataset", "cifar"], "--dataset 'cifar' is not a registered dataset; registered: digits, synthetic, folder"),
+    (["--dataset", "cifar"], "--dataset 'cifar' is not a registered dataset (did you mean 'cifar10' or 'cifar100'?); "
+                             "registered: digits, synthetic, folder, mnist, fashion-mnist, cifar10, cifar100"),
+    (["--split", "train"], "argument --split: invalid choice: 'train' (choose from 'val', 'test')"),
 ])
 def test_evaluate_options_are_checked_with_exit_code_2(argv, message, capsys):
     from ignite_app.cli.evaluate import main

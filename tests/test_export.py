@@ -4,6 +4,7 @@ from an exported file alone, the refusals, and the HTTP serving example."""
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 import urllib.error
@@ -98,7 +99,8 @@ def test_the_exported_model_is_the_checkpoints_at_any_batch_size(runs, tmp_path,
         np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
     assert metadata["classes"] == CLASSES and metadata["input"]["shape"] == ["batch", 3, 16, 16]
     prep = metadata["preprocessing"]
-    assert (prep["color"], prep["resize"], prep["interpolation"]) == ("RGB", [16, 16], "bilinear")
+    assert (prep["color"], prep["crop"], prep["crop_fraction"]) == ("RGB", [16, 16], saved.crop_fraction)
+    assert prep["resize_short_side"] == math.ceil(16 / saved.crop_fraction)
     assert prep["normalization"]["mean"] == list(saved.mean) and prep["normalization"]["inside_model"]
     assert metadata["versions"]["torch"] == torch.__version__.split("+")[0]
 

@@ -1,8 +1,11 @@
 """Your own images end to end, as a user runs the scripts: train on folders, evaluate, predict, resume exactly."""
 
 import csv
+import dataclasses
 import io
+import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -10,20 +13,28 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, run_script
 from folder_data import write_digit_folders
-from PIL import Image
+from PIL import Image, ImageOps
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ignite_app.app import build
-from ignite_app.runstate.checkpoint import CheckpointError, load_checkpoint, training_checkpoints
 from ignite_app.config import TrainConfig
+from ignite_app.data.badimages import SKIPPED_TAG
+from ignite_app.data.samplers import EpochBatchSampler
+from ignite_app.data.scan import find_images, label_map_classes, scan_folder
+from ignite_app.data.stats import sample_indices
+from ignite_app.evaluation import load_saved_model
 from ignite_app.metrics import read_label_map
+from ignite_app.prediction import predict
+from ignite_app.runstate.checkpoint import CheckpointError, load_checkpoint, training_checkpoints
 
 LABELS = ["digit3", "digit1", "digit0", "digit2"]  # not sorted: the label map decides the indices
 TRAIN_ARGS = ["--dataset", "folder", "--image-size", "16", "--channels", "1", "--batch-size", "16", "--no-progress",
-              "--log-every", "4"]
+              "--log-every", "4", "--num-workers", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +104,7 @@ def test_evaluate_reproduces_the_best_epoch_of_training(folder_run, evaluated):
         assert (out / name).read_text() == (run_dir / "reports" / name).read_text()
     assert "mAP " in result.stdout and "(exact)" in result.stdout
     assert "confusion matrix (rows: true class, columns: predicted class)" in result.stdout
-    assert "checking 40 images" in result.stdout  # the validation images only
+    assert "data: folder (" in result.stdout and "), 40 images\n" in result.stdout  # the validation images only
 
 
 def test_predict_on_the_validation_folder_agrees_with_evaluation(folder_run, evaluated, data_dir, tmp_path):
@@ -128,15 +139,42 @@ def test_predict_refuses_an_unreadable_input_unless_told_to_skip_it(folder_run, 
     assert len(read_csv_text(out)) == 11 and all("digit0" in row[0] for row in read_csv_text(out)[1:])
 
 
-def test_evaluate_in_two_gloo_processes_equals_one_process(folder_run, evaluated, tmp_path):
+def test_evaluate_in_two_gloo_processes_counts_every_image_once_and_leaves_out_the_unreadable(
+        folder_run, evaluated, data_dir, tmp_path):
     run_dir, _ = folder_run
     single, _ = evaluated
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    (copy / "val" / "digit2" / "broken.png").write_bytes(b"junk")  # met when loaded by one of the two processes
     result = run_script("evaluate.py", "--checkpoint", run_dir / "checkpoints" / "best_model.pt", "--output",
-                        tmp_path, "--nproc-per-node", "2", "--backend", "gloo")
+                        tmp_path, "--nproc-per-node", "2", "--backend", "gloo", "--data-dir", copy,
+                        "--on-bad-image", "skip")
     assert result.returncode == 0, result.stderr
     for name in ("confusion_matrix.csv", "classification_report.csv"):
         assert (tmp_path / name).read_text() == (single / name).read_text(), name
     assert result.stdout.count("confusion matrix") == 1  # rank 0 alone prints
+    assert f"data: folder ({copy}), 40 images (1 unreadable left out)" in result.stdout
+    assert f"{copy / 'val' / 'digit2' / 'broken.png'}: cannot identify image file" in result.stdout
+
+
+def test_predictions_are_the_square_resize_ones_when_the_crop_keeps_the_whole_image(folder_run, data_dir):
+    """The pipeline's validation view (short side, then centre crop) is the old square resize for square images
+    at --crop-fraction 1: same labels, confidences within rounding. At the default 0.875 it crops the centre."""
+    saved = load_saved_model(folder_run[0] / "checkpoints" / "best_model.pt")
+    assert saved.crop_fraction == 0.875
+    files = [Path(p) for p in find_images(data_dir / "val")]
+    whole = dataclasses.replace(saved, crop_fraction=1.0)
+    predictions, _ = predict(whole, files, top_k=2)
+
+    def square_resize(path):  # the pipeline before: Pillow, EXIF, convert, resize to 16 x 16
+        with Image.open(path) as image:
+            array = np.asarray(ImageOps.exif_transpose(image).convert("L").resize((16, 16), Image.Resampling.BILINEAR))
+        return torch.from_numpy(array.copy()).unsqueeze(0)
+
+    with torch.no_grad():
+        before = saved.model(torch.stack([square_resize(p) for p in files])).softmax(dim=1)
+    assert [p.labels[0] for p in predictions] == [saved.classes[i] for i in before.argmax(dim=1).tolist()]
+    assert np.allclose([p.confidences[0] for p in predictions], before.max(dim=1).values.numpy(), atol=0.02)
 
 
 def test_evaluate_refuses_data_with_other_classes(folder_run, tmp_path):
@@ -175,15 +213,76 @@ def test_a_single_class_exits_2_before_a_run_folder_is_made(tmp_path):
     assert not runs.exists() or not any(runs.iterdir())
 
 
-def test_skipped_images_are_listed_in_train_log(tmp_path):
+def test_unreadable_images_met_when_loaded_are_replaced_or_left_out_counted_and_listed(tmp_path):
     data = write_digit_folders(tmp_path / "d", classes=(0, 1), train=3, val=2)
-    bad = data / "val" / "digit1" / "zero_bytes.png"
-    bad.write_bytes(b"")
+    scan = scan_folder(data, None)
+    sampled = set(sample_indices(len(scan.train), 2).tolist())  # --stats-images 2: the images start-up decodes
+    train_bad = Path(next(p for i, (p, _) in enumerate(scan.train.items()) if i not in sampled))
+    val_bad = data / "val" / "digit1" / "zero_bytes.png"
+    train_bad.write_bytes(b"junk")
+    val_bad.write_bytes(b"")
     app = build(TrainConfig(dataset="folder", data_dir=data, on_bad_image="skip", image_size=8, epochs=1,
-                            output_dir=tmp_path / "runs", run_name="r", progress=False))
-    app.close()
+                            stats_images=2, num_workers=0, output_dir=tmp_path / "runs", run_name="r", progress=False))
+    app.run()
+    assert app.evaluator.state.dropped_images == 1  # the others counted once each
+    assert app.evaluator.state.metrics["report"].num_samples == 4
     log = (tmp_path / "runs" / "r" / "train.log").read_text()
-    assert "left out 1 unreadable image (--on-bad-image skip):" in log and f"  {bad}: " in log
+    assert "validation left out 1 unreadable image (--on-bad-image skip)" in log
+    assert "epoch 1: replaced 1 unreadable training image by other samples (--on-bad-image skip)" in log
+    assert f"  {train_bad}: cannot identify image file" in log and f"  {val_bad}: cannot identify image file" in log
+    events = EventAccumulator(str(tmp_path / "runs" / "r"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars(SKIPPED_TAG)] == [(1, 2.0)]
+
+
+@pytest.fixture
+def train_command():
+    """``scripts/train.py``'s main, run in this process (no interpreter to start), without the console handler it
+    leaves behind (it would write to this test's captured output, closed after it)."""
+    from ignite_app.cli.train import main
+
+    def console_handlers():
+        return [h for h in logging.getLogger("ignite_app").handlers if getattr(h, "_ignite_app_console", False)]
+
+    for handler in console_handlers():
+        logging.getLogger("ignite_app").removeHandler(handler)
+    yield lambda *args: main([str(a) for a in args])
+    for handler in console_handlers():
+        logging.getLogger("ignite_app").removeHandler(handler)
+
+
+def test_an_unreadable_image_met_mid_epoch_stops_with_exit_2_and_the_run_resumes_exactly_without_it(
+        data_dir, tmp_path, train_command):
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    labels = data_dir.parent / "labels.txt"
+    train = scan_folder(copy, None, label_map_classes(labels)).train
+    sampled = set(sample_indices(len(train), 20).tolist())  # --stats-images 20: decoded at the start
+    order = EpochBatchSampler(len(train), 16, seed=0)
+    order.set_epoch(1)
+    batch_of = {i: b for b, batch in enumerate(order) for i in batch}
+    bad_index = next(i for i in range(len(train)) if i not in sampled and batch_of[i] >= 3)
+    bad = Path(train.path(bad_index))
+    bad.write_bytes(b"junk")
+    args = [*TRAIN_ARGS, "--data-dir", copy, "--label-map", labels, "--epochs", "2", "--stats-images", "20",
+            "--checkpoint-every", "2", "--output-dir", tmp_path]
+    assert train_command(*args, "--run-name", "run") == 2
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert (f"train.py: error: training image {bad} cannot be decoded (cannot identify image file); the run "
+            "stopped before training on it and its last checkpoint is intact") in log
+    last = 2 * (batch_of[bad_index] // 2)  # iterations are numbered from 1: the batch is iteration b + 1
+    assert training_checkpoints(tmp_path / "run" / "checkpoints")[0].name == f"training_{last}.pt"
+    command = log.split("continue the run without it with: ")[1].splitlines()[0]
+    assert command.startswith("python scripts/train.py ") and command.endswith(
+        "--on-bad-image skip --resume auto --run-name run")
+    assert train_command(*shlex.split(command)[2:]) == 0
+    assert train_command(*args, "--on-bad-image", "skip", "--run-name", "reference") == 0
+    ours = load_checkpoint(tmp_path / "run" / "checkpoints" / "training_16.pt")
+    theirs = load_checkpoint(tmp_path / "reference" / "checkpoints" / "training_16.pt")
+    assert all(torch.equal(ours["model"][k], v) for k, v in theirs["model"].items())
+    assert torch.equal(ours["best_report"]["counts"], theirs["best_report"]["counts"])
+    resumed_log = (tmp_path / "run" / "train.log").read_text()
+    assert "resumed from" in resumed_log and f"  {bad}: cannot identify image file" in resumed_log
 
 
 def test_augmented_training_with_workers_resumes_exactly(folder_run, data_dir, tmp_path):

@@ -3,12 +3,14 @@
 import pytest
 import torch
 from folder_data import write_digit_folders
+from standard_files import write_cifar10
 
 from ignite_app.config import TrainConfig
+from ignite_app.data.builtin import load_standard_data
 from ignite_app.data.folder import build_folder_data
 from ignite_app.data.loaders import build_loaders
-from ignite_app.data.policies import POLICIES, apply_policy
-from ignite_app.data.transforms import ImageTransform
+from ignite_app.data.policies import POLICIES, apply_policy, sample_policy
+from ignite_app.data.transforms import PaddedCropTransform, TrainTransform
 
 
 def image(channels=3, size=16, seed=0):
@@ -49,13 +51,27 @@ def test_bad_inputs_are_refused_by_name():
         apply_policy(image().float(), 0, "augmix")
 
 
-def test_the_folder_transform_applies_the_policy_after_the_crop_to_training_samples_only():
-    transform = ImageTransform(16, 3, augment=True, policy="randaugment", erasing=0.25)
-    x = image()
-    assert transform.random and torch.equal(transform(x), x)  # no seed: validation and prediction
-    cropped = ImageTransform(16, 3, augment=True)(x, seed=9)
-    assert torch.equal(transform(x, seed=9), apply_policy(cropped, 9, "randaugment", 0.25))
-    assert ImageTransform(16, 3, policy="augmix").random and not ImageTransform(16, 3).random
+def test_the_training_transforms_apply_the_policy_after_the_crop_from_a_seed_of_its_own():
+    policy = sample_policy("randaugment", 0.25)
+    x = image(size=24)
+    with_policy = TrainTransform(16, policy=policy)
+    cropped = TrainTransform(16)(x, 9)
+    assert torch.equal(with_policy(x, 9), policy(cropped, 9))  # the same crop, then the policy
+    assert not torch.equal(policy(cropped, 9), apply_policy(cropped, 9, "randaugment", 0.25))  # not the crop's draws
+    padded = PaddedCropTransform(16, 2, flip=True, policy=policy)
+    assert torch.equal(padded(x[:, :16, :16], 4), policy(PaddedCropTransform(16, 2, flip=True)(x[:, :16, :16], 4), 4))
+    assert sample_policy("none", 0.0) is None
+
+
+def test_with_no_augment_the_policy_runs_on_the_validation_view(tmp_path):
+    root = write_digit_folders(tmp_path / "digits", train=6, val=2, rgb=True)
+    config = TrainConfig(dataset="folder", data_dir=root, image_size=16, augment=False, auto_augment="augmix")
+    data = build_folder_data(config)
+    assert data.train.takes_sample_seeds and not data.val.takes_sample_seeds
+    plain = data.val.transform(data.train.loader(data.train.table.path(0)))
+    assert torch.equal(data.train[(0, 5)][0], sample_policy("augmix")(plain, 5))
+    no_policy = build_folder_data(TrainConfig(**{**config.to_dict(), "auto_augment": "none"}))
+    assert not no_policy.train.takes_sample_seeds
 
 
 def test_a_folder_run_with_a_policy_loads_the_same_batches_with_workers(tmp_path):
@@ -72,3 +88,14 @@ def test_a_folder_run_with_a_policy_loads_the_same_batches_with_workers(tmp_path
 
     in_process = first_epoch(0)
     assert torch.equal(first_epoch(2), in_process)  # the worker that loads a sample changes nothing
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_a_standard_dataset_applies_the_policy_to_its_training_samples(tmp_path, augment):
+    write_cifar10(tmp_path)
+    config = TrainConfig(dataset="cifar10", data_dir=tmp_path, augment=augment, auto_augment="trivialaugment")
+    data = load_standard_data(config)
+    assert data.train.takes_sample_seeds and not getattr(data.val, "takes_sample_seeds", False)
+    image = data.train.images[3]
+    view = PaddedCropTransform(32, 4, flip=True)(image, 11) if augment else image
+    assert torch.equal(data.train[(3, 11)][0], sample_policy("trivialaugment")(view, 11))

@@ -17,6 +17,7 @@ from ignite_app.registry import DATASETS
 from ignite_app.runstate.fileio import output_path_problem
 
 PROG = "evaluate.py"
+EVAL_SPLITS = ("val", "test")
 DESCRIPTION = ("Evaluate a trained model: the model, its classes, image size, channels and normalisation come from "
                "the checkpoint. Without --dataset/--data-dir it is evaluated on the validation data of its training "
                "run.")
@@ -37,6 +38,9 @@ class EvaluateConfig(Options):
     val_split: float | None = option(None, "evaluate only the validation share of a flat DIR/<class>/* folder, split "
                                      "as in training", low=0.0, high=1.0, low_open=True, high_open=True,
                                      metavar="FRACTION", default_text="the training run's, unless --data-dir is given")
+    split: str | None = option(None, "standard datasets: evaluate on the run's validation share of the training set "
+                               "(val) or on the official test set (test), the figure people compare",
+                               choices=EVAL_SPLITS, default_text="val")
     on_bad_image: str | None = option(None, "an image that cannot be decoded stops the evaluation (error) or is "
                                       "left out and listed (skip)", choices=BAD_IMAGE_POLICIES,
                                       default_text="the training run's")
@@ -96,21 +100,24 @@ def evaluation_worker(local_rank: int, request: EvaluateConfig, prog: str = PROG
         saved = load_saved_model(request.checkpoint)
         config = evaluation_config(saved, request.dataset, request.data_dir, request.val_split,
                                    request.on_bad_image, request.num_workers)
-        dataset, skipped = evaluation_data(saved, config)
+        dataset, checked_out = evaluation_data(saved, config, request.split)
+        skipped = list(checked_out)
         report = evaluate_saved(saved, dataset, request.batch_size or config.batch_size,
-                                resolve_device(request.device), config.num_workers)
+                                resolve_device(request.device), config.loader_workers, left_out=skipped)
     except (UsageError, ConfigError) as e:
         if rank == 0:
             print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     if rank != 0:
         return 0
-    if skipped:
-        logging.getLogger("ignite_app").warning("left out %d unreadable image(s):\n  %s", len(skipped),
-                                                "\n  ".join(skipped))
-    where = f"{config.data_dir}" if config.dataset == "folder" else "validation split"
+    if checked_out:  # found by --check-images; those met while evaluating were listed as they were met
+        logging.getLogger("ignite_app").warning("left out %d unreadable image(s):\n  %s", len(checked_out),
+                                                "\n  ".join(checked_out))
+    where = f"{config.data_dir}" if config.dataset == "folder" else \
+        "official test set" if request.split == "test" else "validation split"
     print(f"checkpoint {saved.path}: {len(saved.classes)} classes, input {'x'.join(map(str, saved.input_shape))}")
-    print(f"data: {config.dataset} ({where}), {report.num_samples} images")
+    print(f"data: {config.dataset} ({where}), {report.num_samples} images"
+          + (f" ({len(skipped)} unreadable left out)" if skipped else ""))
     print(report.to_text())
     if request.output is not None:
         # the same two files, in the same format, as a training run's reports/ folder

@@ -9,6 +9,7 @@ standard library and the config module are imported: ``--help`` and option error
 from __future__ import annotations
 
 import argparse
+import textwrap
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, Field, fields
@@ -37,7 +38,7 @@ def build_parser(cls: type[Options], prog: str, description: str,
         groups: how ``--help`` groups the options (title -> field names); fields in no group are listed first.
         config_file: add ``--config FILE`` (:mod:`ignite_app.cli.config_file`), read by :func:`parse_options`.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
     if config_file:
         parser.add_argument(CONFIG_FLAG, dest=_CONFIG_DEST, metavar="FILE", type=Path, default=None,
                             help="read options from a YAML or JSON file (a run's config.json works as is); flags on "
@@ -53,6 +54,13 @@ def build_parser(cls: type[Options], prog: str, description: str,
             args, kwargs = _argument(cls, f, hints[f.name])
             group_of.get(f.name, parser).add_argument(*args, **kwargs)
     return parser
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, without line breaks at hyphens: names such as ``fashion-mnist`` stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
 
 
 def _argument(cls: type[Options], f: Field, hint: Any) -> tuple[list[str], dict[str, Any]]:

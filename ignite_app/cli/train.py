@@ -19,6 +19,7 @@ DESCRIPTION = ("Train an image classifier with pytorch-ignite; outputs go to OUT
 HELP_GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "data_dir", "label_map", "val_split", "image_size", "channels", "augment", "on_bad_image",
              "batch_size", "num_workers", "epoch_length"),
+    "data at scale": ("download", "cache", "crop_fraction", "scale_min", "stats_images", "check_images", "prefetch"),
     "model and optimisation": ("model", "epochs", "optimizer", "lr", "momentum", "weight_decay"),
     "learning-rate schedule and stopping": ("lr_scheduler", "plateau_monitor", "plateau_factor", "plateau_patience",
                                             "warmup_epochs", "early_stopping_patience"),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ignite_app.cli.launch import run_processes, setup_process
 from ignite_app.config import TrainConfig
-from ignite_app.errors import Interrupted, TrainingDiverged, UsageError
+from ignite_app.errors import DataError, Interrupted, TrainingDiverged, UsageError
 
 log = logging.getLogger("ignite_app")
 
@@ -27,20 +27,26 @@ def launch(config: TrainConfig, prog: str = "train.py", argv: list[str] | None =
     return run_processes(worker, (config, prog, argv), config.backend, config.nproc_per_node)
 
 
-def resume_command(prog: str, argv: Sequence[str] | None, run_name: str) -> str:
-    """The command that continues an interrupted run: the same options, plus ``--resume auto --run-name``."""
+def resume_command(prog: str, argv: Sequence[str] | None, run_name: str, **replace: str) -> str:
+    """The command that continues an interrupted run: the same options, plus ``--resume auto --run-name``.
+
+    Args:
+        replace: options to set in it, by field name (``on_bad_image="skip"``), replacing any given before.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    dropped = ("--resume", "--run-name", *(f"--{name.replace('_', '-')}" for name in replace))
     kept: list[str] = []
     skip = False
     for arg in args:
         if skip:
             skip = False
-        elif arg in ("--resume", "--run-name"):
+        elif arg in dropped:
             skip = True
-        elif not arg.startswith(("--resume=", "--run-name=")):
+        elif not arg.startswith(tuple(f"{flag}=" for flag in dropped)):
             kept.append(arg)
+    set_again = [v for name, value in replace.items() for v in (f"--{name.replace('_', '-')}", value)]
     command = ["python", f"scripts/{prog}"] if prog.endswith(".py") else prog.split()  # or "ignite-app train"
-    return shlex.join([*command, *kept, "--resume", "auto", "--run-name", run_name])
+    return shlex.join([*command, *kept, *set_again, "--resume", "auto", "--run-name", run_name])
 
 
 def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: list[str] | None = None) -> int:
@@ -48,7 +54,8 @@ def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: l
 
     0: the run finished, or a handler stopped it (the command that continues it is printed); 1: the loss diverged,
     or an error was raised during training (the command that resumes is printed when a checkpoint exists); 2: the
-    run cannot start as asked; 128 + n: stopped by signal n.
+    run cannot start as asked, or met an unreadable image under ``--on-bad-image error``; 128 + n: stopped by
+    signal n.
     """
     from ignite_app.app import build  # late: spawned processes import the heavy modules themselves
     from ignite_app.plugins import culprit, import_plugins, load_plugins
@@ -74,6 +81,12 @@ def worker(local_rank: int, config: TrainConfig, prog: str = "train.py", argv: l
     except (Interrupted, StopNow) as e:
         log.error("%s; continue it with: %s", e, resume_command(prog, argv, run_name))
         return e.exit_code
+    except DataError as e:  # an unreadable image met under --on-bad-image error: the data, not the code
+        log.error("%s: error: %s", prog, e)
+        log.error("continue the run without it with: %s", resume_command(prog, argv, run_name, on_bad_image="skip"))
+        if rank != 0:  # the console shows rank 0's log only; this process is the one that met the file
+            print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:
         plugin = culprit(e, load_plugins(config.handlers))
         source = f"--handler {plugin.spec!r}{plugin.where(e)}" if plugin is not None else "an event handler"

@@ -4,9 +4,15 @@
   the registered dataset a config names (:func:`ignite_app.register_dataset`);
 - :mod:`~ignite_app.data.samplers`: seeded, resumable training batches and exact validation shards;
 - :mod:`~ignite_app.data.loaders`: the two data loaders of a run;
-- :mod:`~ignite_app.data.builtin`: ``digits`` and ``synthetic``, held in memory;
-- :mod:`~ignite_app.data.scan`, :mod:`~ignite_app.data.imagecheck`, :mod:`~ignite_app.data.folder`,
-  :mod:`~ignite_app.data.transforms`, :mod:`~ignite_app.data.formats`: your own image folders (``folder``).
+- :mod:`~ignite_app.data.builtin`: ``digits``, ``synthetic`` and the standard datasets (``mnist``,
+  ``fashion-mnist``, ``cifar10``, ``cifar100``, read by :mod:`~ignite_app.data.standard`), held in memory;
+- :mod:`~ignite_app.data.scan`, :mod:`~ignite_app.data.folder`, :mod:`~ignite_app.data.formats`: your own image
+  folders (``folder``);
+- the image pipeline: :mod:`~ignite_app.data.decode` (files to uint8), :mod:`~ignite_app.data.pipeline` (flat file
+  tables, source images, datasets, batches), :mod:`~ignite_app.data.transforms` (seeded uint8 augmentation, the
+  validation view), :mod:`~ignite_app.data.cache` (``--cache``), :mod:`~ignite_app.data.stats` (the mean and std of
+  a seeded sample), :mod:`~ignite_app.data.badimages` (``--on-bad-image`` at load time),
+  :mod:`~ignite_app.data.imagecheck` (``--check-images``).
 
 The names below are imported on first use: the command lines import :mod:`~ignite_app.data.formats` for their
 ``--help`` without importing torch.

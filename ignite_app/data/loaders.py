@@ -1,5 +1,11 @@
 """The data loaders of a run: training batches from :class:`EpochBatchSampler`, validation from
-:class:`ShardSampler`."""
+:class:`ShardSampler`.
+
+Batches are uint8 images: on CUDA they are collated into pinned memory and copied to the device without blocking
+(:func:`ignite_app.engines.prepare_batch`), where the model's preprocessing converts and normalises them. Workers are
+persistent, and ``--num-workers`` defaults to what the machine has (:attr:`TrainConfig.loader_workers`): augmentation
+draws from per-sample seeds, so the results do not depend on it.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,12 @@ from ignite_app.data.samplers import BalancedBatchSampler, EpochBatchSampler, Sh
 from ignite_app.data.spec import DataBundle, dataset_labels
 
 
-def _loader_kwargs(dataset: Dataset, num_workers: int, pin_memory: bool, seed: int) -> dict[str, Any]:
+def _loader_kwargs(dataset: Dataset, num_workers: int, pin_memory: bool, seed: int,
+                   prefetch: int | None = None) -> dict[str, Any]:
     return {
         "num_workers": num_workers,
         "persistent_workers": num_workers > 0,
+        "prefetch_factor": prefetch if num_workers > 0 else None,
         "pin_memory": pin_memory,
         "collate_fn": getattr(dataset, "collate_fn", None),
         # The loader draws its workers' base seed from this generator, not from the global RNG, so creating an
@@ -35,8 +43,9 @@ def build_loaders(data: DataBundle, config: TrainConfig, rank: int = 0, world_si
         batches: EpochBatchSampler = BalancedBatchSampler(dataset_labels(data.train), len(data.classes), **common)
     else:
         batches = EpochBatchSampler(len(data.train), **common)
+    workers = config.loader_workers
     train = DataLoader(data.train, batch_sampler=batches,
-                       **_loader_kwargs(data.train, config.num_workers, pin_memory, config.seed))
+                       **_loader_kwargs(data.train, workers, pin_memory, config.seed, config.prefetch))
     val = DataLoader(data.val, batch_size=config.batch_size, sampler=ShardSampler(len(data.val), rank, world_size),
-                     **_loader_kwargs(data.val, config.num_workers, pin_memory, config.seed))
+                     **_loader_kwargs(data.val, workers, pin_memory, config.seed, config.prefetch))
     return train, val

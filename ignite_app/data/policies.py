@@ -12,7 +12,8 @@ torchvision is imported inside the functions: the command lines' ``--help`` must
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Any
 
 import torch
@@ -63,3 +64,22 @@ def apply_policy(image: Tensor, seed: int, policy: str, erasing_p: float = 0.0) 
         if erasing_p > 0:
             image = _erasing(float(erasing_p))(image)
     return image
+
+
+def sample_policy(policy: str, erasing_p: float = 0.0) -> Callable[[Tensor, int], Tensor] | None:
+    """``--auto-augment`` and ``--random-erasing`` as a per-sample step ``fn(uint8 image, seed) -> uint8 image`` for
+    the training transforms of :mod:`ignite_app.data.transforms`; None when neither is on.
+
+    The step draws from the seed mixed with a constant: the crop before it is drawn from the sample's seed itself, and
+    the same stream twice would tie the policy's choices to the crop's.
+    """
+    if policy == "none" and erasing_p <= 0:
+        return None
+    return partial(_policy_step, policy=policy, erasing_p=erasing_p)  # a partial of a function: workers unpickle it
+
+
+def _policy_step(image: Tensor, seed: int, policy: str, erasing_p: float) -> Tensor:
+    return apply_policy(image, seed ^ _POLICY_STREAM, policy, erasing_p)
+
+
+_POLICY_STREAM = 0x5DEECE66D  # any constant: it separates the policy's draws from the crop's

@@ -5,6 +5,9 @@ A dataset registered with :func:`ignite_app.register_dataset` is a function ``fn
 input shape, the normalisation constants, the images left out and a fingerprint of the files). Items are
 ``(image, label)`` pairs: the image a (C, H, W) tensor, uint8 (0..255) or float in [0, 1]; the label an int. The
 model's preprocessing (:class:`ignite_app.models.Preprocess`) converts and normalises the pixels on the device.
+
+A dataset that gives no mean and std gets them from a seeded sample of at most a few thousand of its training images
+(:func:`~ignite_app.data.stats.sample_pixel_stats`), one rule for every dataset.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ignite_app.config import TrainConfig
-from ignite_app.data.samplers import seeded_generator
+from ignite_app.data.badimages import bad_images_message
+from ignite_app.data.pipeline import Flagged, ImageDataset
+from ignite_app.data.samplers import SampleKey
+from ignite_app.data.stats import sample_pixel_stats
+from ignite_app.errors import DataError
 from ignite_app.registry import DATASETS
 from ignite_app.runstate.fingerprint import DataFingerprint
-
-STATS_SAMPLE = 2_000  # training images the mean and std are computed from, when the dataset does not give them
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,14 @@ class DataBundle:
         input_shape: (C, H, W); default: the first training image's shape.
         mean: per-channel mean of the training images on the [0, 1] scale; default: computed from a seeded sample.
         std: idem, standard deviation.
-        skipped: ``"path: reason"`` of each image left out by ``--on-bad-image skip``.
+        skipped: ``"path: reason"`` of each image left out by ``--on-bad-image skip`` before training.
         fingerprint: what a resume compares to refuse changed data; default: none (nothing is compared).
+        stats_view: the training images without augmentation, that the mean and std are sampled from when they are
+            not given; default: ``train``.
+        stats_images: how many images the mean and std were computed from (filled in when they are sampled; None
+            when the dataset gave them).
+        crop_fraction: (image files) the centre crop's share of the validation view's short side, which evaluation
+            and prediction rebuild from the checkpoint.
     """
 
     train: Dataset
@@ -47,6 +58,9 @@ class DataBundle:
     std: tuple[float, ...] | None = None
     skipped: tuple[str, ...] = ()
     fingerprint: DataFingerprint | None = None
+    stats_view: Dataset | None = None
+    stats_images: int | None = None
+    crop_fraction: float | None = None
 
 
 def build_data(config: TrainConfig, data: Any = None) -> DataBundle:
@@ -61,19 +75,21 @@ def build_data(config: TrainConfig, data: Any = None) -> DataBundle:
         TypeError: the dataset does not follow the contract.
     """
     if data is not None:
-        return as_bundle(data, "build(config, data=...)")
-    return as_bundle(DATASETS.get(config.dataset)(config), f"dataset {config.dataset!r}")
+        return as_bundle(data, "build(config, data=...)", config)
+    return as_bundle(DATASETS.get(config.dataset)(config), f"dataset {config.dataset!r}", config)
 
 
-def as_bundle(result: Any, source: str) -> DataBundle:
+def as_bundle(result: Any, source: str, config: TrainConfig | None = None) -> DataBundle:
     """A dataset entry's result as a complete :class:`DataBundle`: its items checked, its shape and constants filled.
 
     Args:
         result: a :class:`DataBundle` or a ``(train, val, classes)`` triple.
         source: who made it, for messages ("dataset 'mine'", "build(data=...)").
+        config: the run's config (``--num-workers`` and ``--on-bad-image`` for the mean-and-std sample).
 
     Raises:
         TypeError: the result or its items do not follow the contract; the message says what was received.
+        DataError: an image of the mean-and-std sample cannot be decoded (``--on-bad-image error``).
     """
     if isinstance(result, DataBundle):
         bundle = result
@@ -86,14 +102,47 @@ def as_bundle(result: Any, source: str) -> DataBundle:
     for name, dataset in (("training", bundle.train), ("validation", bundle.val)):
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise TypeError(f"{source}: the {name} set is empty")
-        _check_item(dataset[0], source, name, len(classes))
-    shape = bundle.input_shape or tuple(bundle.train[0][0].shape)
-    mean, std = (bundle.mean, bundle.std) if bundle.mean is not None and bundle.std is not None else \
-        sample_stats(bundle.train)
-    return replace(bundle, classes=classes, input_shape=tuple(shape), mean=tuple(mean), std=tuple(std))
+        _check_item(first_item(dataset), source, name, len(classes))
+    shape = bundle.input_shape or tuple(first_item(bundle.train)[0].shape)
+    bundle = replace(bundle, classes=classes, input_shape=tuple(shape))
+    if bundle.mean is None or bundle.std is None:
+        bundle = with_sampled_stats(bundle, config or TrainConfig())
+    return replace(bundle, mean=tuple(bundle.mean), std=tuple(bundle.std))  # type: ignore[arg-type]
+
+
+def with_sampled_stats(bundle: DataBundle, config: TrainConfig) -> DataBundle:
+    """``bundle`` with the mean and std of a seeded sample of its training images (:mod:`ignite_app.data.stats`).
+
+    An unreadable image in the sample is refused (``--on-bad-image error``), or left out of the sample and listed
+    with the files the run skips (``skip``).
+    """
+    view = bundle.stats_view or bundle.train
+    # worker processes for image files only: images already in memory are summed faster than workers start
+    workers = config.loader_workers if isinstance(view, ImageDataset) else 0
+    sample = sample_pixel_stats(view, bundle.input_shape[0], config.stats_images,  # type: ignore[index]
+                                num_workers=workers)
+    if sample.unreadable and config.on_bad_image == "error":
+        raise DataError(bad_images_message(list(sample.unreadable)))
+    if sample.images == 0:
+        raise DataError("no image of the mean-and-std sample can be decoded:\n  "
+                        + "\n  ".join(map(str, sample.unreadable[:10])) + "\nreplace them with readable images")
+    mean, std = sample.stats.mean_std()
+    return replace(bundle, mean=mean, std=std, stats_images=sample.images,
+                   skipped=(*bundle.skipped, *map(str, sample.unreadable)))
+
+
+def first_item(dataset: Dataset) -> Any:
+    """Item 0 of ``dataset``, fetched as the loaders fetch it (with a seed when it augments). An image file that
+    cannot be decoded gives no item to check: the loaders deal with it (``--on-bad-image``)."""
+    item = dataset[SampleKey(0, 0)] if getattr(dataset, "takes_sample_seeds", False) else dataset[0]
+    if isinstance(item, Flagged):
+        return (item.image, item.label) if item.image is not None else None
+    return item
 
 
 def _check_item(item: Any, source: str, split: str, num_classes: int) -> None:
+    if item is None:
+        return
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise TypeError(f"{source}: a {split} item is a {type(item).__name__}; expected (image, label)")
     image, label = item
@@ -105,19 +154,6 @@ def _check_item(item: Any, source: str, split: str, num_classes: int) -> None:
     if not 0 <= int(label) < num_classes:
         raise TypeError(f"{source}: a {split} label is {int(label)}, outside 0..{num_classes - 1} "
                         f"({num_classes} class names)")
-
-
-def sample_stats(dataset: Dataset, limit: int = STATS_SAMPLE, seed: int = 0) -> tuple[tuple[float, ...],
-                                                                                        tuple[float, ...]]:
-    """Per-channel mean and std of up to ``limit`` images of ``dataset`` (a seeded sample), on the [0, 1] scale."""
-    n = len(dataset)  # type: ignore[arg-type]
-    indices = torch.randperm(n, generator=seeded_generator(seed))[:limit].tolist() if n > limit else range(n)
-    images = torch.stack([_unit_scale(dataset[i][0]) for i in indices])
-    return channel_stats(images)
-
-
-def _unit_scale(image: Tensor) -> Tensor:
-    return image.float() / 255 if image.dtype == torch.uint8 else image.float()
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

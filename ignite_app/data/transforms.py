@@ -1,200 +1,141 @@
-"""Image files to uint8 tensors: Pillow decodes and resizes, numpy augments.
+"""What happens to a source image before the model sees it: uint8 in, uint8 out, a pure function of the sample's seed.
 
-Training, evaluation and prediction share one path, so a model never sees pixels prepared differently from the
-ones it was trained on:
+Float conversion and normalisation happen later, on the device, in the saved model's preprocessing
+(:class:`ignite_app.models.Preprocess`); everything here stays uint8, four times less memory to copy between
+processes and to the device than float32.
 
-1. decode the file with Pillow (EXIF rotation applied), convert it to the run's channels (``L`` or ``RGB``) and
-   resize it to SIZE x SIZE (:func:`load_image`, uint8);
-2. training only: a random crop from the image padded by SIZE/8 pixels (reflected) and a horizontal flip, both
-   derived from a per-sample seed, never from a worker's random state (:func:`augment`);
-3. the model's preprocessing (:class:`ignite_app.models.Preprocess`) scales the uint8 pixels to [0, 1] and
-   normalises them with the training set's per-channel mean and std, which are part of the saved model.
+- **Training** (:class:`TrainTransform`): ``RandomResizedCrop(size, scale=(--scale-min, 1))`` and a horizontal flip
+  from ``torchvision.transforms.v2``, then the optional per-sample ``policy`` hook (an augmentation policy applied
+  to the uint8 crop under the same seed). :class:`PaddedCropTransform` is the recipe of the small standard
+  datasets (CIFAR: 4-pixel padded crop and flip; MNIST-like: 2-pixel crop, no flip).
+- **Validation, evaluation, prediction** (:class:`EvalTransform`): the short side resized to
+  :func:`source_short_side` (``ceil(size / crop_fraction)``: 256 for 224) and a centre crop of ``size``.
 
-The mean and std are computed from exact integer sums of the resized uint8 pixels (:class:`PixelStats`), so they
-do not depend on the order the images were read in, on the number of worker processes or on the machine.
+``transforms.v2`` draws from torch's global generator and takes no generator argument, so each sample's transform
+runs under :func:`run_seeded`: the global CPU generator forked, seeded with the sample's seed (a pure function of
+``(--seed, epoch, pass, sample)``, see :class:`~ignite_app.data.samplers.EpochBatchSampler`) and restored. Which
+worker process runs it, how many there are, and whether the run was resumed in between change nothing.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch import Tensor
+from torchvision.transforms import v2
+
+DEFAULT_CROP_FRACTION = 0.875  # 224 out of 256: timm's and torchvision's reference recipes
+DEFAULT_SCALE_MIN = 0.08  # RandomResizedCrop's smallest share of the image area (torchvision's default)
+
+Transform = Callable[[Tensor, "int | None"], Tensor]  # (uint8 image, sample seed or None) -> uint8 image
+# A per-sample augmentation policy: (uint8 (C, H, W) image, sample seed) -> uint8 image of the same shape.
+Policy = Callable[[Tensor, int], Tensor]
 
 
-_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit (or 32-bit int) grey
-# What Pillow raises for a file it cannot decode: unknown or truncated data (OSError, UnidentifiedImageError),
-# broken headers in some plugins (SyntaxError, ValueError, struct errors), images too large to be safe.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError)
+def source_short_side(image_size: int, crop_fraction: float = DEFAULT_CROP_FRACTION) -> int:
+    """The short side images are decoded to, cached at and validated from: ``ceil(image_size / crop_fraction)``."""
+    if image_size < 1:
+        raise ValueError(f"image_size must be a positive number of pixels, got {image_size!r}")
+    if not 0 < crop_fraction <= 1:
+        raise ValueError(f"crop_fraction must be in (0, 1] (the centre crop's share of the short side), "
+                         f"got {crop_fraction!r}")
+    return math.ceil(round(image_size / crop_fraction, 6))  # round: 224 / 0.875 must not become 257
 
 
-class UnreadableImage(Exception):
-    """An image file that cannot be decoded; ``path`` and ``reason`` say which and why."""
+def run_seeded(ops: Callable[[Tensor], Tensor], image: Tensor, seed: int) -> Tensor:
+    """``ops(image)`` with torch's global CPU generator seeded by ``seed``, and restored afterwards.
 
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path, self.reason = str(path), reason
-        super().__init__(f"{path}: {reason}")
-
-
-def load_image(path: str | Path, channels: int, size: int) -> Tensor:
-    """Decode ``path`` into a uint8 tensor (channels, size, size).
-
-    Raises:
-        UnreadableImage: the file is missing, unreadable, truncated or not an image Pillow can decode.
+    Seeding the global generator per sample makes the result a pure function of the seed; restoring it leaves the
+    caller's stream as it was (with 0 workers the caller is the training process, whose dropout draws from it).
     """
-    try:
-        with Image.open(path) as opened:
-            _warn_if_large(path, opened.size)
-            image = ImageOps.exif_transpose(opened)  # phone photos: the orientation the camera recorded
-            image = _convert(image, channels).resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except _DECODE_ERRORS as e:
-        raise UnreadableImage(path, str(e) or type(e).__name__) from None
-    tensor = torch.from_numpy(array.copy())  # copy: the array may share Pillow's read-only buffer
-    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # (C, H, W)
+    with torch.random.fork_rng(devices=[]):
+        # not torch.manual_seed: that also reseeds every CUDA device, which fork_rng(devices=[]) does not restore
+        torch.default_generator.manual_seed(seed)
+        return ops(image)
 
 
-def _warn_if_large(path: str | Path, size: tuple[int, int]) -> None:
-    """Name the file that Pillow's DecompressionBombWarning is about: Pillow's own message does not.
-
-    Pillow has warned by now (over Image.MAX_IMAGE_PIXELS; over twice that, open raised). Its warning is not caught
-    and re-worded: ``warnings.catch_warnings`` swaps process-wide state, and images are loaded on the main thread
-    while the report thread draws.
-    """
-    limit = Image.MAX_IMAGE_PIXELS
-    pixels = max(1, size[0]) * max(1, size[1])  # as Pillow counts them
-    if limit is not None and pixels > limit:
-        warnings.warn(f"{path} has {pixels} pixels, more than Pillow's limit of {limit} (the "
-                      f"DecompressionBombWarning is about this file); it is decoded, but above {2 * limit} pixels "
-                      "an image is refused: resize it", Image.DecompressionBombWarning, stacklevel=3)
+def _unchanged(image: Tensor) -> Tensor:
+    return image
 
 
-def _convert(image: Image.Image, channels: int) -> Image.Image:
-    if image.mode in _HIGH_DEPTH_MODES or image.mode == "F":
-        # Pillow's convert("L") clips 16-bit values at 255 instead of scaling them (most pixels would turn
-        # white): scale 0..65535 to 0..255 here. Float images are taken as 0..255 and clipped.
-        array = np.asarray(image, dtype=np.float64)
-        array = array / 257.0 if image.mode in _HIGH_DEPTH_MODES else array
-        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
-    if channels == 1:
-        return image.convert("L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")  # Pillow warns when a palette with transparency goes straight to RGB
-    return image.convert("RGB")  # the alpha channel, if any, is dropped
-
-
-def augment(image: np.ndarray, seed: int) -> np.ndarray:
-    """A random crop of ``image`` (C, H, W) padded by min(H, W)/8 pixels on each side (reflected), then a coin-flip
-    mirror; a pure function of ``seed``.
-
-    The padded image is never built: one gather with reflected row and column indices reads the crop directly.
-    Done in numpy from the seed's own bits, it costs a few microseconds, where the same steps as torch operations on
-    a small image cost about a millisecond, as much as decoding it.
-    """
-    h, w = image.shape[-2:]
-    pad = max(1, min(h, w) // 8)
-    span = 2 * pad + 1
-    bits = _mix(seed)
-    top, left, flip = bits % span - pad, (bits // span) % span - pad, (bits >> 32) & 1
-    rows = _reflect(np.arange(h) + top, h)
-    cols = _reflect(np.arange(w) + left, w)
-    return image[:, rows[:, None], cols[::-1] if flip else cols]
-
-
-def _mix(seed: int) -> int:
-    # splitmix64's finaliser: nearby seeds (0, 1, 2...) still give unrelated offsets and flips
-    z = (seed + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return z ^ (z >> 31)
-
-
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
-    """Indices outside 0..n-1 mirrored at the edges without repeating them (torch's and numpy's 'reflect')."""
-    index = np.abs(index)
-    return np.where(index >= n, 2 * (n - 1) - index, index)
-
-
-@dataclass(frozen=True)
-class ImageTransform:
-    """Decode, resize, (augment): what a folder dataset does with each file. The result stays uint8: the model's
-    preprocessing converts and normalises it on the device.
+class SeededTransform:
+    """Random ``transforms.v2`` steps run by :func:`run_seeded` with the sample's seed (training only).
 
     Args:
-        size: images become size x size.
-        channels: 1 (grey) or 3 (RGB).
-        augment: random crop and flip for samples fetched with a seed (training); never without one.
-        policy: (``--auto-augment``) a policy of :mod:`ignite_app.data.policies`, after the crop and flip, for
-            samples fetched with a seed.
-        erasing: (``--random-erasing``) the probability of erasing a box, likewise.
+        steps: the random steps, in order (none: the policy alone).
+        policy: applied after the steps, to the uint8 image, with the same seed and under the same seeded generator
+            (so a policy that draws from torch's global generator is as reproducible as one that derives its own
+            draws from the seed); None: no policy.
     """
 
-    size: int
-    channels: int
-    augment: bool = False
-    policy: str = "none"
-    erasing: float = 0.0
+    def __init__(self, steps: Sequence[v2.Transform], policy: Policy | None = None) -> None:
+        self.ops = v2.Compose(list(steps)) if steps else _unchanged  # a function: picklable for spawned workers
+        self.policy = policy
 
-    @property
-    def random(self) -> bool:
-        """Whether samples fetched with a seed are changed at random (training needs :class:`SampleKey` items)."""
-        return self.augment or self.policy != "none" or self.erasing > 0
+    def __call__(self, image: Tensor, seed: int | None) -> Tensor:
+        if seed is None:
+            raise TypeError("a training transform needs each sample's seed: fetch training samples by "
+                            "SampleKey(index, seed) (EpochBatchSampler(with_seeds=True)), not by index")
+        return run_seeded(lambda x: self._apply(x, seed), image, seed)
 
-    def load(self, path: str | Path) -> Tensor:
-        """The file as a uint8 (C, size, size) tensor; raises :class:`UnreadableImage`."""
-        return load_image(path, self.channels, self.size)
+    def _apply(self, image: Tensor, seed: int) -> Tensor:
+        image = self.ops(image)
+        return image if self.policy is None else self.policy(image, seed)
+
+
+class TrainTransform(SeededTransform):
+    """``RandomResizedCrop(image_size, scale=(scale_min, 1))``, a horizontal flip, then ``policy`` (if any).
+
+    Args:
+        image_size: the side of the square crop.
+        scale_min: the smallest crop's share of the source image's area (``--scale-min``).
+        flip: whether to mirror half of the crops.
+        policy: a per-sample augmentation policy, ``policy(uint8 image, seed) -> uint8 image``.
+    """
+
+    def __init__(self, image_size: int, scale_min: float = DEFAULT_SCALE_MIN, flip: bool = True,
+                 policy: Policy | None = None) -> None:
+        if not 0 < scale_min <= 1:
+            raise ValueError(f"scale_min must be in (0, 1] (the smallest crop's share of the image area), "
+                             f"got {scale_min!r}")
+        crop = v2.RandomResizedCrop(image_size, scale=(scale_min, 1.0), antialias=True)
+        self.size = image_size
+        super().__init__([crop, v2.RandomHorizontalFlip()] if flip else [crop], policy)
+
+
+class PaddedCropTransform(SeededTransform):
+    """A random ``image_size`` crop of the image padded by ``padding`` zero pixels, and a flip if ``flip``: the
+    usual augmentation of CIFAR (padding 4, flip) and of MNIST-like digits (padding 2, no flip)."""
+
+    def __init__(self, image_size: int, padding: int, flip: bool, policy: Policy | None = None) -> None:
+        if padding < 0:
+            raise ValueError(f"padding must be a number of pixels >= 0, got {padding!r}")
+        crop = v2.RandomCrop(image_size, padding=padding)
+        self.size = image_size
+        super().__init__([crop, v2.RandomHorizontalFlip()] if flip else [crop], policy)
+
+
+class PolicyOnViewTransform(SeededTransform):
+    """The validation view (the short side resized, a centre crop), then ``policy``: training images with
+    ``--no-augment`` and an augmentation policy."""
+
+    def __init__(self, image_size: int, crop_fraction: float, policy: Policy) -> None:
+        self.size = image_size
+        resize = v2.Resize(source_short_side(image_size, crop_fraction), antialias=True)
+        super().__init__([resize, v2.CenterCrop(image_size)], policy)
+
+
+class EvalTransform:
+    """The short side resized to ``source_short_side(image_size, crop_fraction)``, then a centre crop."""
+
+    def __init__(self, image_size: int, crop_fraction: float = DEFAULT_CROP_FRACTION) -> None:
+        self.size, self.short_side = image_size, source_short_side(image_size, crop_fraction)
+        self.resize = v2.Resize(self.short_side, antialias=True)
+        self.crop = v2.CenterCrop(image_size)
 
     def __call__(self, image: Tensor, seed: int | None = None) -> Tensor:
-        """A uint8 image (C, H, W), augmented when ``augment`` (or a policy) and ``seed`` say so."""
-        if seed is None:
-            return image
-        if self.augment:  # numpy: far less per-call overhead than torch on one small image
-            image = torch.from_numpy(np.ascontiguousarray(augment(image.numpy(), seed)))
-        if self.policy != "none" or self.erasing > 0:
-            from ignite_app.data.policies import apply_policy
-
-            image = apply_policy(image, seed, self.policy, self.erasing)
-        return image
-
-
-@dataclass
-class PixelStats:
-    """Exact per-channel sums of uint8 pixel values, turned into the mean and std of the images on [0, 1]."""
-
-    channels: int
-    count: int = 0  # pixels per channel
-    sums: list[int] = field(default_factory=list)
-    squares: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sums = self.sums or [0] * self.channels
-        self.squares = self.squares or [0] * self.channels
-
-    @staticmethod
-    def of(image: Tensor) -> tuple[int, list[int], list[int]]:
-        """``(pixels per channel, per-channel sums, per-channel sums of squares)`` of a uint8 (C, H, W) image."""
-        values = image.reshape(image.shape[0], -1).to(torch.int64)  # 255^2 x 2^40 pixels still fits in int64
-        return values.shape[1], values.sum(dim=1).tolist(), (values * values).sum(dim=1).tolist()
-
-    def add(self, count: int, sums: Sequence[int], squares: Sequence[int]) -> None:
-        """Add one image's :meth:`of` values."""
-        self.count += count
-        self.sums = [a + b for a, b in zip(self.sums, sums)]
-        self.squares = [a + b for a, b in zip(self.squares, squares)]
-
-    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and (sample) standard deviation on the [0, 1] scale; a constant channel gets std 1."""
-        n = self.count
-        if n < 2:
-            raise ValueError(f"the mean and std need at least 2 pixels per channel, got {n}")
-        mean = tuple(s / n / 255 for s in self.sums)
-        # n*Q - S^2 in Python integers: exact, so no cancellation error even for millions of pixels
-        variance = [(n * q - s * s) / (n * (n - 1)) for s, q in zip(self.sums, self.squares)]
-        std = tuple(math.sqrt(v) / 255 if v > 0 else 1.0 for v in variance)
-        return mean, std
+        if min(image.shape[-2:]) != self.short_side:  # a source image is usually at the size already
+            image = self.resize(image)
+        return self.crop(image)

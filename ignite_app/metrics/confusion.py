@@ -106,6 +106,8 @@ class ConfusionMatrixMetric(Metric):
     def update(self, output: Sequence[Tensor]) -> None:
         """Count one batch ``(y_pred, y)``; a bad batch raises and leaves the counts unchanged."""
         y_pred, y = self._check_output(output)
+        if y.numel() == 0:  # every image of the batch left out as unreadable (--on-bad-image skip)
+            return
         if y_pred.ndim == 2:
             # argmax where the scores are, so only B indices (not B x C scores) travel to the metric's device
             pred = self._to_device(y_pred.argmax(dim=1))  # (B,) int64, always in [0, C)

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from ignite.metrics import Loss, Metric
+from ignite.metrics import Metric
 from torch import Tensor, nn
 
 from ignite_app.metrics.confusion import REPORT, ConfusionMatrixMetric
+from ignite_app.metrics.loss import ValidationLoss
 from ignite_app.metrics.mistakes import MISTAKES, ConfidentMistakes
 from ignite_app.metrics.report import VAL_LOSS
 from ignite_app.metrics.scores import DEFAULT_MEMORY_BUDGET, ScoreMetric
@@ -41,7 +42,7 @@ def validation_metrics(class_names: Sequence[str], loss_fn: nn.Module, device: t
                          on_invalid="nan")
     metrics: dict[str, Metric] = {
         REPORT: ConfusionMatrixMetric(class_names, probabilities_and_targets, device=device, scores=scores),
-        VAL_LOSS: Loss(loss_fn, device=device),
+        VAL_LOSS: ValidationLoss(loss_fn, device=device),  # passes over a batch whose images were all unreadable
     }
     if mistakes:
         metrics[MISTAKES] = ConfidentMistakes(mistakes)

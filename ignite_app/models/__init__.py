@@ -34,6 +34,8 @@ class ModelSpec:
         min_input_size: the smallest side length it accepts.
         mean: per-channel normalisation the network expects (pretrained networks); None: the dataset's.
         std: idem.
+        crop_fraction: the centre crop's share of the resized image in the network's evaluation recipe (timm's
+            ``crop_pct``); None: ``--crop-fraction``'s default, 0.875.
     """
 
     build: Callable[[int, tuple[int, int, int]], nn.Module]
@@ -42,6 +44,7 @@ class ModelSpec:
     min_input_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    crop_fraction: float | None = None
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -8,14 +8,14 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from ignite.metrics import Accuracy, Loss
+from ignite.metrics import Accuracy
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ignite_app.config import TrainConfig
 from ignite_app.data.spec import DataBundle, dataset_labels
 from ignite_app.engines import StepOptions, TrainRecipe, create_evaluator
-from ignite_app.metrics import ACCURACY, VAL_LOSS
+from ignite_app.metrics import ACCURACY, VAL_LOSS, ValidationLoss
 from ignite_app.recipe.accumulation import STEPPED, StepGroups
 from ignite_app.recipe.ema import ModelEma
 from ignite_app.recipe.losses import TrainingLoss, balanced_class_weights
@@ -58,7 +58,7 @@ def attach_ema(trainer: Engine, ema: ModelEma, model: nn.Module) -> Callable[[En
 def create_raw_evaluator(model: nn.Module, options: StepOptions) -> Engine:
     """An evaluator of the raw (not averaged) weights: accuracy and plain cross-entropy, exact across processes."""
     return create_evaluator(model, options, {ACCURACY: Accuracy(device=options.device),
-                                             VAL_LOSS: Loss(nn.CrossEntropyLoss(), device=options.device)})
+                                             VAL_LOSS: ValidationLoss(nn.CrossEntropyLoss(), device=options.device)})
 
 
 def attach_raw_validation(trainer: Engine, raw_evaluator: Engine, val_loader: DataLoader) -> Callable[[Engine], None]:

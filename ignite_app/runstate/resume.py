@@ -200,10 +200,10 @@ def check_resumable(point: ResumePoint, config: TrainConfig, classes: tuple[str,
 
 def _data_changes(point: ResumePoint, fingerprint: DataFingerprint) -> str:
     old = read_file_table(RunPaths(point.run_dir).data_files)
-    if old is None or not fingerprint.files:
+    if old is None or not fingerprint.count:
         then = point.checkpoint[DATA_FINGERPRINT]["files"]
         return f"the data: its files or values changed since the checkpoint ({then} files then, " \
-               f"{len(fingerprint.files)} now)"
+               f"{fingerprint.count} now)"
     changes = describe_changes(old, fingerprint.files)
     return "the data files:\n    " + "\n    ".join(changes or ["their contents changed"])
 
