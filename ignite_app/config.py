@@ -27,6 +27,8 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("gloo", "nccl")
 CHANNELS = (1, 3)
 BAD_IMAGE_POLICIES = ("error", "skip")
+NORMALIZATIONS = ("dataset", "pretrained")
+FOLDER_IMAGE_SIZE = 32  # image folders have no size of their own: --image-size's default for them
 # The options that only --dataset folder reads; with another built-in dataset they are refused rather than ignored
 # (a registered dataset receives the whole config and may read any of them).
 FOLDER_ONLY = ("data_dir", "label_map", "val_split", "augment")
@@ -127,8 +129,10 @@ class TrainConfig(Options):
     val_split: float | None = option(None, "folder: share of each class held out for validation when DIR has no "
                                      "train/ and val/ folders (stratified; the same split for every --seed)",
                                      low=0.0, high=1.0, low_open=True, high_open=True, metavar="FRACTION")
-    image_size: int = option(32, "folder: images are resized to SIZE x SIZE pixels (other datasets have a fixed "
-                             "size)", low=8, metavar="SIZE")
+    image_size: int | None = option(None, "images are resized to SIZE x SIZE pixels (files when they are read, "
+                                    "the in-memory datasets on the device)", low=8, metavar="SIZE",
+                                    default_text="the network's pretrained input size with --normalization "
+                                    f"pretrained, else the dataset's own size; folders: {FOLDER_IMAGE_SIZE}")
     channels: int = option(3, "folder: 3 = RGB, 1 = grayscale; every image is converted to it", choices=CHANNELS)
     augment: bool | None = option(None, "folder: random crop and horizontal flip of training images (never of "
                                   "validation images)", default_text="on for --dataset folder")
@@ -141,7 +145,9 @@ class TrainConfig(Options):
     num_workers: int = option(0, "data-loading worker processes (0 loads in the main process)", low=0,
                               affects_results=False)
     # model and optimisation
-    model: str = option("cnn", "network architecture: cnn, mlp, or one registered by a --plugin", registry=MODELS)
+    model: str = option("cnn", "network architecture: cnn, mlp, torchvision:NAME (a torchvision classification "
+                        "network), timm:NAME (a timm network; --list-models lists both zoos), or one registered "
+                        "by a --plugin", registry=MODELS)
     epochs: int = option(30, "number of epochs to train (a resumed run may be given more)", low=1,
                          affects_results=False)
     optimizer: str = option("adamw", "optimizer: sgd, adam, adamw, or one registered by a --plugin",
@@ -200,6 +206,32 @@ class TrainConfig(Options):
     python_model: bool = option(False, "the network was given to build() from Python", cli=False,
                                 affects_results=False)
     python_data: bool = option(False, "the data was given to build() from Python", cli=False, affects_results=False)
+    # transfer learning (issue 14): pretrained weights, fine-tuning
+    pretrained: bool = option(False, "start from the architecture's default pretrained weights (torchvision:NAME, "
+                              "timm:NAME), read from the zoo's cache (TORCH_HOME, the Hugging Face cache) or "
+                              "downloaded into it")
+    weights: Path | None = option(None, "start from a local weights file: a state dict (.pt, .pth, .bin), a "
+                                  ".safetensors file, or this app's best_model.pt / training_*.pt; the classifier "
+                                  "head stays freshly initialised when the classes differ", metavar="FILE")
+    normalization: str | None = option(None, "pretrained: the mean and std, resize, crop and interpolation of the "
+                                       "network's pretrained configuration; dataset: the training set's mean and "
+                                       "std", choices=NORMALIZATIONS, default_text="pretrained with --pretrained or "
+                                       "with --weights of a torchvision:/timm: network, else dataset")
+    drop_path: float | None = option(None, "stochastic depth: drop residual branches at this rate (networks that "
+                                     "have it: timm's drop_path_rate, torchvision's stochastic_depth_prob)",
+                                     low=0.0, high=1.0, high_open=True, metavar="RATE",
+                                     default_text="the architecture's own")
+    freeze_epochs: int = option(0, "train only the classifier head for the first N epochs (the backbone frozen, "
+                                "its batch norm in eval mode), then the whole network", low=0, metavar="N")
+    backbone_lr_scale: float = option(1.0, "the backbone's learning rate is F times the head's (--lr)", low=0.0,
+                                      metavar="F")
+    # set by build() from the network's pretrained configuration (--normalization pretrained): how image files are
+    # cropped and resized, so that evaluate.py and predict.py prepare them the same way
+    crop_pct: float | None = option(None, "files: the short side is resized to SIZE / CROP_PCT, then centre-cropped "
+                                    "to SIZE (default: the whole image resized to SIZE x SIZE)", cli=False,
+                                    affects_results=False, low=0.0, high=1.0, low_open=True)
+    interpolation: str = option("bilinear", "how images are resized", cli=False, affects_results=False,
+                                choices=("bilinear", "bicubic", "nearest"))
     # checkpoints and resuming
     checkpoint_every: int | None = option(None, "also write a training checkpoint every N iterations (one is "
                                           "always written after each epoch)", low=1, metavar="N",
@@ -219,6 +251,7 @@ class TrainConfig(Options):
         if self.resume == "auto" and self.run_name is None:
             raise ConfigError("--resume auto needs --run-name: it continues the run of that name")
         self._check_dataset_options()
+        self._check_transfer_options()
 
     def _check_dataset_options(self) -> None:
         if self.dataset == "folder":
@@ -233,6 +266,32 @@ class TrainConfig(Options):
             if value is not None and value is not False:  # --no-augment is harmless: nothing else augments
                 raise ConfigError(f"{flag_name(name)} {value} is only read with --dataset folder (this run uses "
                                   f"--dataset {self.dataset}); add --dataset folder or drop {flag_name(name)}")
+
+    def _check_transfer_options(self) -> None:
+        """Refuse transfer-learning options that cannot apply (issue 14); a zoo name is checked last, since that
+        imports torchvision and timm."""
+        zoo = self.model.partition(":")[0] in {source.prefix for source in MODELS.sources()}
+        if self.pretrained and self.weights is not None:
+            raise ConfigError(f"--pretrained and --weights {self.weights} both set the starting weights; pass one")
+        for name, value in (("pretrained", self.pretrained), ("drop_path", self.drop_path)):
+            if value and not zoo:
+                raise ConfigError(f"{flag_name(name)} needs a torchvision:NAME or timm:NAME --model; {self.model!r} "
+                                  "has " + ("no pretrained weights (start it from a file with --weights FILE)"
+                                            if name == "pretrained" else "no stochastic depth to set"))
+        if zoo:
+            try:
+                MODELS.get(self.model)
+            except UnknownName as e:
+                raise ConfigError(str(e)) from None
+
+    @property
+    def uses_pretrained_input(self) -> bool:
+        """Whether the network's pretrained configuration sets the normalisation (``--normalization``'s default
+        included: pretrained with ``--pretrained``, or with ``--weights`` of a zoo network)."""
+        if self.normalization is not None:
+            return self.normalization == "pretrained"
+        zoo = self.model.partition(":")[0] in {source.prefix for source in MODELS.sources()}
+        return self.pretrained or (self.weights is not None and zoo)
 
     @property
     def augments(self) -> bool:
@@ -253,6 +312,17 @@ class TrainConfig(Options):
 
         import_plugins(values.get("plugins", ()))
         return super().from_dict(values)
+
+
+def default_image_size(config: TrainConfig, pretrained_size: int | None = None) -> int | None:
+    """``--image-size`` when it is not given: the network's pretrained input size (``pretrained_size``) when its
+    pretrained configuration sets the normalisation, else the dataset's own size: None (the images are not resized),
+    or :data:`FOLDER_IMAGE_SIZE` for image folders, which have no size of their own."""
+    if config.image_size is not None:
+        return config.image_size
+    if pretrained_size is not None and config.uses_pretrained_input:
+        return pretrained_size
+    return FOLDER_IMAGE_SIZE if config.dataset == "folder" else None
 
 
 def _coerce(flag: str, hint: Any, value: Any) -> Any:

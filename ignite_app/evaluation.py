@@ -1,8 +1,9 @@
 """Evaluate a saved model: rebuild it and its classes from the checkpoint, then run the evaluator.
 
 Nothing about the data preparation is recomputed: the classes, the image size and channels (in the saved config)
-come from the checkpoint, and the training set's mean and std are part of the saved model (its preprocessing), so
-evaluation feeds it the raw pixels training did.
+come from the checkpoint, and the normalisation constants, a channel repeat and a resize are part of the saved
+model (its preprocessing, described in the checkpoint's ``normalization``), so evaluation feeds it the raw pixels
+training did. A network from a model zoo is rebuilt from its name alone: nothing is downloaded or reopened.
 ``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reporting.writers`, in the format of a
 training run's ``reports/`` folder.
 """
@@ -25,7 +26,7 @@ from ignite_app.data.samplers import ShardSampler
 from ignite_app.data.spec import DataBundle, build_data
 from ignite_app.engines import StepOptions, create_evaluator
 from ignite_app.metrics import REPORT, VAL_LOSS, ClassificationReport, ConfusionMatrixMetric
-from ignite_app.models import build_classifier
+from ignite_app.models import Preprocess, build_classifier
 from ignite_app.runstate.checkpoint import CheckpointError, load_checkpoint
 
 MODEL_KEYS = ("state_dict", "model")  # best_model.pt, training_<iteration>.pt
@@ -64,8 +65,9 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: Path) -> tuple[nn.Mo
         raise CheckpointError(f"checkpoint {path} holds a network given from Python (build(config, model=...)), "
                               "which its config cannot rebuild: build that network yourself and load "
                               "checkpoint['state_dict'] into Classifier(Preprocess(mean, std), network)")
+    # the architecture alone (never pretrained: the weights come from the checkpoint), behind the same preprocessing
     model = build_classifier(config.model, len(checkpoint["classes"]), tuple(checkpoint["input_shape"]),
-                             norm["mean"], norm["std"])
+                             preprocess=Preprocess.from_description(norm), drop_path=config.drop_path)
     model.load_state_dict(weights)
     return model, config
 

@@ -91,7 +91,8 @@ def predict(saved: SavedModel, files: Sequence[Path], top_k: int = 1, batch_size
                               "one with evaluate.py)")
     device = device or torch.device("cpu")
     channels, size, _ = saved.input_shape
-    dataset = _Inputs(files, ImageTransform(size, channels))
+    dataset = _Inputs(files, ImageTransform(size, channels, crop_pct=saved.config.crop_pct,
+                                            interpolation=saved.config.interpolation))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     model = saved.model.to(device).eval()
     predictions: list[Prediction] = []

@@ -47,8 +47,8 @@ def test_config_round_trips_through_a_plain_dict():
 
 
 def test_from_dict_lists_unknown_keys():
-    with pytest.raises(ConfigError, match=r"unknown config keys \['colour'\]; known keys: amp, augment, backend, "
-                                          r"batch_size"):
+    with pytest.raises(ConfigError, match=r"unknown config keys \['colour'\]; known keys: amp, augment, "
+                                          r"backbone_lr_scale, backend, batch_size"):
         TrainConfig.from_dict({"colour": "blue"})
 
 

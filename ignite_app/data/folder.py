@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ignite_app.config import TrainConfig
+from ignite_app.config import TrainConfig, default_image_size
 from ignite_app.data.imagecheck import check_images
 from ignite_app.data.samplers import SampleKey
 from ignite_app.data.scan import ClassList, Sample, label_map_classes, scan_folder
@@ -55,14 +55,14 @@ def build_folder_data(config: TrainConfig) -> DataBundle:
     """
     classes = label_map_classes(config.label_map) if config.label_map is not None else None
     scan = scan_folder(Path(str(config.data_dir)), config.val_split, classes)
-    checked = check_images(scan, config.channels, config.image_size, config.on_bad_image, config.num_workers,
-                           with_stats=True)
+    size = default_image_size(config)
+    checked = check_images(scan, config.channels, size, config.on_bad_image, config.num_workers, with_stats=True,
+                           crop_pct=config.crop_pct, interpolation=config.interpolation)
     mean, std = checked.stats.mean_std()
-    shape = (config.channels, config.image_size, config.image_size)
+    shape = (config.channels, size, size)
     return DataBundle(
-        train=FolderDataset(checked.train, ImageTransform(config.image_size, config.channels,
-                                                          augment=config.augments)),
-        val=FolderDataset(checked.val, ImageTransform(config.image_size, config.channels)),
+        train=FolderDataset(checked.train, folder_transform(config, augment=config.augments)),
+        val=FolderDataset(checked.val, folder_transform(config)),
         classes=scan.classes, input_shape=shape, mean=mean, std=std,
         skipped=tuple(str(bad) for bad in checked.skipped),
         fingerprint=file_fingerprint(Path(str(config.data_dir)), {"train": checked.train, "val": checked.val},
@@ -80,7 +80,14 @@ def folder_eval_dataset(config: TrainConfig, classes: ClassList) -> tuple[Folder
     Returns the dataset and the ``path: reason`` lines of the images left out by ``--on-bad-image skip``.
     """
     scan = scan_folder(Path(str(config.data_dir)), config.val_split, classes, evaluation=True)
-    checked = check_images(scan, config.channels, config.image_size, config.on_bad_image, config.num_workers,
-                           with_stats=False, listed_in="the output")
-    transform = ImageTransform(config.image_size, config.channels)
+    transform = folder_transform(config)
+    checked = check_images(scan, config.channels, transform.size, config.on_bad_image, config.num_workers,
+                           with_stats=False, listed_in="the output", crop_pct=config.crop_pct,
+                           interpolation=config.interpolation)
     return FolderDataset(checked.val, transform), tuple(str(bad) for bad in checked.skipped)
+
+
+def folder_transform(config: TrainConfig, augment: bool = False) -> ImageTransform:
+    """How the run's config turns image files into uint8 images (training, evaluation and prediction alike)."""
+    return ImageTransform(default_image_size(config), config.channels, augment=augment, crop_pct=config.crop_pct,
+                          interpolation=config.interpolation)

@@ -17,7 +17,7 @@ import ignite.distributed as idist
 from torch.utils.data import DataLoader, Dataset
 
 from ignite_app.data.scan import MAX_LISTED, FolderScan, Sample
-from ignite_app.data.transforms import PixelStats, UnreadableImage, load_image
+from ignite_app.data.transforms import ImageTransform, PixelStats, UnreadableImage, load_image
 from ignite_app.errors import DataError
 
 log = logging.getLogger("ignite_app")
@@ -38,8 +38,8 @@ class _Probe(Dataset):
     """Item k decodes file ``indices[k]`` = i and returns ``(i, reason or None, pixel sums or None)``; never raises
     for a bad file."""
 
-    def __init__(self, paths: list[str], indices: range, channels: int, size: int, stats_below: int) -> None:
-        self.paths, self.indices, self.channels, self.size = paths, indices, channels, size
+    def __init__(self, paths: list[str], indices: range, transform: ImageTransform, stats_below: int) -> None:
+        self.paths, self.indices, self.transform = paths, indices, transform
         self.stats_below = stats_below
 
     def __len__(self) -> int:
@@ -48,7 +48,8 @@ class _Probe(Dataset):
     def __getitem__(self, k: int) -> tuple[int, str | None, Any]:
         i = self.indices[k]
         try:
-            image = load_image(self.paths[i], self.channels, self.size)
+            t = self.transform
+            image = load_image(self.paths[i], t.channels, t.size, t.crop_pct, t.interpolation)
         except UnreadableImage as e:
             return i, e.reason, None
         return i, None, PixelStats.of(image) if i < self.stats_below else None
@@ -67,7 +68,8 @@ def bad_images_message(bad: list[UnreadableImage], what: str = "image", listed_i
 
 
 def check_images(scan: FolderScan, channels: int, size: int, on_bad_image: str, num_workers: int = 0,
-                 with_stats: bool = True, listed_in: str = "train.log") -> CheckedImages:
+                 with_stats: bool = True, listed_in: str = "train.log", crop_pct: float | None = None,
+                 interpolation: str = "bilinear") -> CheckedImages:
     """Decode every image of ``scan``; sum the training pixels when ``with_stats``.
 
     Args:
@@ -78,6 +80,8 @@ def check_images(scan: FolderScan, channels: int, size: int, on_bad_image: str, 
         num_workers: decoding processes (0: this process).
         with_stats: whether to sum the training pixels.
         listed_in: where skipped files are listed, for the message.
+        crop_pct: (a pretrained network's configuration) see :class:`~ignite_app.data.transforms.ImageTransform`.
+        interpolation: idem.
 
     Raises:
         DataError: unreadable images with ``on_bad_image="error"`` (all of them listed, up to a limit), or a class
@@ -87,7 +91,8 @@ def check_images(scan: FolderScan, channels: int, size: int, on_bad_image: str, 
     rank, world = idist.get_rank(), idist.get_world_size()
     log.info("checking %d images: each is decoded once before use%s", len(samples),
              f", split between {world} processes" if world > 1 else "")
-    probe = _Probe([path for path, _ in samples], range(rank, len(samples), world), channels, size,
+    probe = _Probe([path for path, _ in samples], range(rank, len(samples), world),
+                   ImageTransform(size, channels, crop_pct=crop_pct, interpolation=interpolation),
                    len(scan.train) if with_stats else 0)
     loader = DataLoader(probe, batch_size=64, num_workers=num_workers, collate_fn=_as_list)
     results = [item for batch in loader for item in batch]

@@ -4,7 +4,9 @@ Training, evaluation and prediction share one path, so a model never sees pixels
 ones it was trained on:
 
 1. decode the file with Pillow (EXIF rotation applied), convert it to the run's channels (``L`` or ``RGB``) and
-   resize it to SIZE x SIZE (:func:`load_image`, uint8);
+   resize it to SIZE x SIZE (:func:`load_image`, uint8); with a pretrained network's configuration
+   (``--normalization pretrained``), the short side is resized to SIZE / crop_pct with its interpolation and the
+   centre SIZE x SIZE cropped, as the network's own evaluation transform does;
 2. training only: a random crop from the image padded by SIZE/8 pixels (reflected) and a horizontal flip, both
    derived from a per-sample seed, never from a worker's random state (:func:`augment`);
 3. the model's preprocessing (:class:`ignite_app.models.Preprocess`) scales the uint8 pixels to [0, 1] and
@@ -32,6 +34,8 @@ _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit (or 32-bi
 # What Pillow raises for a file it cannot decode: unknown or truncated data (OSError, UnidentifiedImageError),
 # broken headers in some plugins (SyntaxError, ValueError, struct errors), images too large to be safe.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError)
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+              "nearest": Image.Resampling.NEAREST}
 
 
 class UnreadableImage(Exception):
@@ -42,8 +46,14 @@ class UnreadableImage(Exception):
         super().__init__(f"{path}: {reason}")
 
 
-def load_image(path: str | Path, channels: int, size: int) -> Tensor:
+def load_image(path: str | Path, channels: int, size: int, crop_pct: float | None = None,
+               interpolation: str = "bilinear") -> Tensor:
     """Decode ``path`` into a uint8 tensor (channels, size, size).
+
+    Args:
+        crop_pct: None resizes the whole image to size x size; otherwise the short side is resized to
+            ``round(size / crop_pct)`` and the centre size x size cropped (torchvision's and timm's evaluation).
+        interpolation: bilinear, bicubic or nearest.
 
     Raises:
         UnreadableImage: the file is missing, unreadable, truncated or not an image Pillow can decode.
@@ -52,12 +62,25 @@ def load_image(path: str | Path, channels: int, size: int) -> Tensor:
         with Image.open(path) as opened:
             _warn_if_large(path, opened.size)
             image = ImageOps.exif_transpose(opened)  # phone photos: the orientation the camera recorded
-            image = _convert(image, channels).resize((size, size), Image.Resampling.BILINEAR)
+            image = _resize(_convert(image, channels), size, crop_pct, RESAMPLING[interpolation])
             array = np.asarray(image, dtype=np.uint8)
     except _DECODE_ERRORS as e:
         raise UnreadableImage(path, str(e) or type(e).__name__) from None
     tensor = torch.from_numpy(array.copy())  # copy: the array may share Pillow's read-only buffer
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # (C, H, W)
+
+
+def _resize(image: Image.Image, size: int, crop_pct: float | None, resample: Image.Resampling) -> Image.Image:
+    if crop_pct is None:
+        return image.resize((size, size), resample)
+    width, height = image.size
+    short = max(size, round(size / crop_pct))
+    scale = short / min(width, height)
+    width, height = max(short, round(width * scale)) if width > height else short, \
+        max(short, round(height * scale)) if height > width else short
+    image = image.resize((width, height), resample)
+    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))  # as torchvision's CenterCrop
+    return image.crop((left, top, left + size, top + size))
 
 
 def _warn_if_large(path: str | Path, size: tuple[int, int]) -> None:
@@ -130,15 +153,20 @@ class ImageTransform:
         size: images become size x size.
         channels: 1 (grey) or 3 (RGB).
         augment: random crop and flip for samples fetched with a seed (training); never without one.
+        crop_pct: (a pretrained network's configuration) resize the short side to size / crop_pct, then crop the
+            centre; None: resize the whole image to size x size.
+        interpolation: how images are resized: bilinear, bicubic or nearest.
     """
 
     size: int
     channels: int
     augment: bool = False
+    crop_pct: float | None = None
+    interpolation: str = "bilinear"
 
     def load(self, path: str | Path) -> Tensor:
         """The file as a uint8 (C, size, size) tensor; raises :class:`UnreadableImage`."""
-        return load_image(path, self.channels, self.size)
+        return load_image(path, self.channels, self.size, self.crop_pct, self.interpolation)
 
     def __call__(self, image: Tensor, seed: int | None = None) -> Tensor:
         """A uint8 image (C, H, W), augmented when ``augment`` and ``seed`` say so."""
