@@ -173,7 +173,9 @@ def describe_input(preprocess: Preprocess, data: DataBundle, config: TrainConfig
     if preprocess.size is not None:
         steps.append(f"resized to {preprocess.size}x{preprocess.size} on the device ({preprocess.interpolation})")
     elif config.crop_pct is not None and config.dataset == "folder":
-        steps.append(f"(files: short side resized to {round(config.image_size / config.crop_pct)}, centre "
+        from ignite_app.data.transforms import resize_short_side
+
+        steps.append(f"(files: short side resized to {resize_short_side(config.image_size, config.crop_pct)}, centre "
                      f"{config.image_size}x{config.image_size} crop, {config.interpolation})")
     return ", ".join(steps)
 

@@ -111,3 +111,20 @@ def test_pixel_stats_are_exact_and_independent_of_the_order():
     constant = PixelStats(1)
     constant.add(*PixelStats.of(torch.full((1, 2, 2), 9, dtype=torch.uint8)))
     assert constant.mean_std()[1] == (1.0,)  # a constant channel is left unscaled, not divided by zero
+
+
+@pytest.mark.parametrize(("size", "crop_pct", "interpolation"), [(16, 0.875, "bilinear"), (20, 0.9, "bicubic")])
+def test_a_pretrained_crop_is_torchvisions_resize_and_centre_crop(tmp_path, size, crop_pct, interpolation):
+    """--normalization pretrained on files: the short side to floor(size / crop_pct), the centre size x size, with
+    the configuration's interpolation: pixel for pixel what torchvision's evaluation transform gives."""
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (31, 47, 3), dtype=np.uint8)).save(path)  # landscape, odd sides
+    mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}[interpolation]
+    reference = T.Compose([T.Resize(int(size / crop_pct), interpolation=mode), T.CenterCrop(size), T.PILToTensor()])
+    with Image.open(path) as image:
+        expected = reference(image.convert("RGB"))
+    ours = ImageTransform(size, 3, crop_pct=crop_pct, interpolation=interpolation).load(path)
+    assert ours.shape == (3, size, size) and torch.equal(ours, expected)

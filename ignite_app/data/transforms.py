@@ -70,16 +70,22 @@ def load_image(path: str | Path, channels: int, size: int, crop_pct: float | Non
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # (C, H, W)
 
 
+def resize_short_side(size: int, crop_pct: float) -> int:
+    """The short side an image is resized to before its centre size x size crop: ``floor(size / crop_pct)``, as
+    timm's evaluation transform (and 256 for torchvision's 224 / 0.875; the epsilon absorbs 224 / (224 / 232))."""
+    return max(size, math.floor(size / crop_pct + 1e-6))
+
+
 def _resize(image: Image.Image, size: int, crop_pct: float | None, resample: Image.Resampling) -> Image.Image:
     if crop_pct is None:
         return image.resize((size, size), resample)
+    # torchvision's Resize(short) then CenterCrop(size), on the PIL image: the same sizes, offsets and pixels
     width, height = image.size
-    short = max(size, round(size / crop_pct))
-    scale = short / min(width, height)
-    width, height = max(short, round(width * scale)) if width > height else short, \
-        max(short, round(height * scale)) if height > width else short
+    short = resize_short_side(size, crop_pct)
+    long = int(short * max(width, height) / min(width, height))
+    width, height = (long, short) if width > height else (short, long)
     image = image.resize((width, height), resample)
-    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))  # as torchvision's CenterCrop
+    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
     return image.crop((left, top, left + size, top + size))
 
 
