@@ -60,7 +60,7 @@ from ignite_app.handlers import (
 from ignite_app.metrics import ACCURACY, write_label_map
 from ignite_app.metrics.topk import has_top_k, top_k_metrics
 from ignite_app.metrics.validation import validation_metrics
-from ignite_app.models import build_classifier, build_optimizer, param_groups
+from ignite_app.models import Classifier, build_optimizer, param_groups
 from ignite_app.plugins import Plugin, load_plugins
 from ignite_app.recipe.ema import ModelEma
 from ignite_app.recipe.wiring import (
@@ -100,6 +100,13 @@ from ignite_app.runstate.resume import (
 )
 from ignite_app.runstate.rundir import RunLock, RunPaths, attach_log_file, open_run_dir, run_contents
 from ignite_app.runstate.signals import GracefulStop, HandlerStop, attach_graceful_stop, attach_handler_stop
+from ignite_app.transfer import (
+    RebuildableDDP,
+    attach_backbone_unfreeze,
+    build_model,
+    resolve_input_options,
+    wrap_model,
+)
 
 log = logging.getLogger("ignite_app")
 
@@ -285,6 +292,7 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
     rank, world_size = idist.get_rank(), idist.get_world_size()
     first = rank == 0
     config = dataclasses.replace(config, python_model=model is not None, python_data=data is not None)
+    config = resolve_input_options(config)  # --image-size and --normalization from a pretrained network's defaults
 
     # 1. the checkpoint to resume from, if any; it decides the run folder
     resume, config = find_resume_point(config)
@@ -299,16 +307,16 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
     fingerprint = bundle.fingerprint or DataFingerprint("")
     train_loader, val_loader = build_loaders(bundle, config, rank, world_size, pin_memory=device.type == "cuda")
     epoch_length = len(train_loader)
-    if resume is not None:
-        check_resumable(resume, config, bundle.classes, normalization(bundle), fingerprint)
 
     # 3. model, optimizer, loss: seeded so that a run is reproducible from --seed (and each rank drops differently)
     manual_seed(config.seed + rank)
-    classifier = build_classifier(config.model, len(bundle.classes), bundle.input_shape, bundle.mean, bundle.std,
-                                  network=model).to(device)
+    built = build_model(config, bundle, epoch_length, model, resume.iteration if resume is not None else None)
+    classifier = built.classifier.to(device)
+    if resume is not None:
+        check_resumable(resume, config, bundle.classes, normalization(bundle, classifier), fingerprint)
     if config.channels_last:
         classifier = classifier.to(memory_format=torch.channels_last)
-    model = idist.auto_model(classifier)  # DistributedDataParallel when there are several processes
+    model = wrap_model(classifier)  # DistributedDataParallel when there are several processes
     optimizer = idist.auto_optim(build_optimizer(config.optimizer, param_groups(classifier, config), config))
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     loss_fn = build_training_loss(config, bundle, device)  # label smoothing, class weights: training only
@@ -332,6 +340,8 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
     try:
         if first:
             log_start(config, bundle, device, world_size, paths)
+            for note in built.notes:
+                log.info(note)
 
         # 6. handlers, in the order they fire at the end of an epoch
         attach_nan_guard(trainer, every=config.log_every)  # first: at an epoch's end it names the bad iteration
@@ -377,6 +387,7 @@ def build(config: TrainConfig, *, model: nn.Module | None = None, data: Any = No
         bad_images = attach_bad_images(evaluator, trainer, config.on_bad_image, tb_logger and tb_logger.writer,
                                        BAD_IMAGE_FIX) if reads_image_files(bundle) else None
         summary = attach_epoch_summary(trainer, evaluator)
+        attach_backbone_unfreeze(trainer, classifier, model, config.freeze_epochs, summary)  # --freeze-epochs
         # before the checkpoint that includes the epoch: a resume never finds an epoch missing from the history
         history = (attach_history(trainer, summary, paths.reports, top5=has_top_k(len(bundle.classes))) if first
                    else None)
@@ -475,7 +486,7 @@ def check_rebuildable(resume: ResumePoint, model: nn.Module | None, data: Any) -
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, RebuildableDDP)) else model
 
 
 def attach_buffer_sync(evaluator: Engine, model: nn.Module) -> Callable[[Engine], None]:
@@ -568,17 +579,21 @@ def best_model_contents(model: nn.Module, optimizer: torch.optim.Optimizer, lr_s
         "best_acc": Value(lambda: float(best.accuracy)),  # the accuracy of the best model, whatever chose it
         "best_metric": Value(lambda: {"name": best.metric, "value": float(best.value)}),
         "epoch": Value(lambda: int(trainer.state.epoch)),
-        **model_description(data, config),
+        **model_description(data, config, unwrap(model)),
     }
 
 
-def model_description(data: DataBundle, config: TrainConfig) -> dict[str, Value]:
+def model_description(data: DataBundle, config: TrainConfig, model: Classifier) -> dict[str, Value]:
     """What every checkpoint holds besides the weights so that evaluate.py can rebuild the model and feed it data
-    prepared as in training; a resume checks its data against ``classes`` and ``normalization``."""
+    prepared as in training; a resume checks its data against ``classes`` and ``normalization``.
+
+    ``normalization`` describes the model's preprocessing (:meth:`Preprocess.description`): the per-channel mean
+    and std (the training set's, or the pretrained configuration's), and any channel repeat and resize.
+    """
     description = {
         "classes": Value(lambda: list(data.classes)),
         "config": Value(config.to_dict),
-        "normalization": Value(lambda: normalization(data)),
+        "normalization": Value(lambda: normalization(data, model)),
         "input_shape": Value(lambda: list(data.input_shape)),
     }
     if data.crop_fraction is not None:  # image files: evaluation and prediction rebuild the validation view
@@ -586,10 +601,11 @@ def model_description(data: DataBundle, config: TrainConfig) -> dict[str, Value]
     return description
 
 
-def normalization(data: DataBundle) -> dict[str, Any]:
-    """The checkpoints' ``normalization`` entry: the training set's per-channel mean and std, and how many training
-    images they were computed from (``images``: None when the dataset gave them)."""
-    return {"mean": list(data.mean), "std": list(data.std), "images": data.stats_images}
+def normalization(data: DataBundle, model: Classifier) -> dict[str, Any]:
+    """The checkpoints' ``normalization`` entry: the model's preprocessing (:meth:`Preprocess.description`), and how
+    many training images the mean and std were computed from (``images``: None when the dataset or the pretrained
+    configuration gave them)."""
+    return {**model.preprocess.description(), "images": data.stats_images}
 
 
 RNG = "rng"
@@ -608,7 +624,7 @@ def training_state(trainer: Engine, model: nn.Module, optimizer: torch.optim.Opt
         "best_report": best_report,
         "epoch_loss": epoch_loss,
         RNG: RNGState(),
-        **model_description(data, config),
+        **model_description(data, config, unwrap(model)),
         "saved_at": Value(time.time),  # TensorBoard points stamped later are dropped on resume
         "world_size": Value(idist.get_world_size),
         DATA_FINGERPRINT: Value(fingerprint.to_dict),

@@ -43,6 +43,8 @@ STANDARD_VAL_SPLIT = 0.1  # their default --val-split: a share of the official t
 FOLDER_ONLY = ("label_map", "cache", "crop_fraction", "scale_min", "check_images")
 IMAGE_DATA_ONLY = ("data_dir", "val_split", "augment")
 STANDARD_ONLY = ("download",)
+NORMALIZATIONS = ("dataset", "pretrained")
+FOLDER_IMAGE_SIZE = 32  # image folders have no size of their own: --image-size's default for them
 IGNORES_FOLDER_OPTIONS = ("digits", "synthetic")
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -145,8 +147,10 @@ class TrainConfig(Options):
                                      "datasets, from the official training set (the test set is for "
                                      "evaluate.py --split test)", low=0.0, high=1.0, low_open=True, high_open=True,
                                      metavar="FRACTION", default_text="0.1 for the standard datasets")
-    image_size: int = option(32, "folder: images are resized to SIZE x SIZE pixels (other datasets have a fixed "
-                             "size)", low=8, metavar="SIZE")
+    image_size: int | None = option(None, "images are resized to SIZE x SIZE pixels (files when they are read, "
+                                    "the in-memory datasets on the device)", low=8, metavar="SIZE",
+                                    default_text="the network's pretrained input size with --normalization "
+                                    f"pretrained, else the dataset's own size; folders: {FOLDER_IMAGE_SIZE}")
     channels: int = option(3, "folder: 3 = RGB, 1 = grayscale; every image is converted to it", choices=CHANNELS)
     augment: bool | None = option(None, "each dataset's usual augmentation of training images, never of validation "
                                   "images: folder, a random resized crop and a horizontal flip; CIFAR, a 4-pixel "
@@ -183,7 +187,9 @@ class TrainConfig(Options):
     prefetch: int | None = option(None, "batches each loader worker prepares ahead (with --num-workers > 0)", low=1,
                                   metavar="N", affects_results=False, default_text="2")
     # model and optimisation
-    model: str = option("cnn", "network architecture: cnn, mlp, or one registered by a --plugin", registry=MODELS)
+    model: str = option("cnn", "network architecture: cnn, mlp, torchvision:NAME (a torchvision classification "
+                        "network), timm:NAME (a timm network; --list-models lists both zoos), or one registered "
+                        "by a --plugin", registry=MODELS)
     epochs: int = option(30, "number of epochs to train (a resumed run may be given more)", low=1,
                          affects_results=False)
     optimizer: str = option("adamw", "optimizer: sgd, adam, adamw, or one registered by a --plugin",
@@ -271,6 +277,29 @@ class TrainConfig(Options):
                                choices=AUTO_AUGMENT_POLICIES)
     random_erasing: float = option(0.0, "folder: erase a random box of each training image with probability P",
                                    low=0.0, high=1.0, metavar="P")
+    # transfer learning: pretrained weights, fine-tuning
+    pretrained: bool = option(False, "start from the architecture's default pretrained weights (torchvision:NAME, "
+                              "timm:NAME), read from the zoo's cache (TORCH_HOME, the Hugging Face cache) or "
+                              "downloaded into it")
+    weights: Path | None = option(None, "start from a local weights file: a state dict (.pt, .pth, .bin), a "
+                                  ".safetensors file, or this app's best_model.pt / training_*.pt; the classifier "
+                                  "head stays freshly initialised when the classes differ", metavar="FILE")
+    normalization: str | None = option(None, "pretrained: the mean and std, resize, crop and interpolation of the "
+                                       "network's pretrained configuration; dataset: the training set's mean and "
+                                       "std", choices=NORMALIZATIONS, default_text="pretrained with --pretrained or "
+                                       "with --weights of a torchvision:/timm: network, else dataset")
+    drop_path: float | None = option(None, "stochastic depth: drop residual branches at this rate (networks that "
+                                     "have it: timm's drop_path_rate, torchvision's stochastic_depth_prob)",
+                                     low=0.0, high=1.0, high_open=True, metavar="RATE",
+                                     default_text="the architecture's own")
+    freeze_epochs: int = option(0, "train only the classifier head for the first N epochs (the backbone frozen, "
+                                "its batch norm in eval mode), then the whole network", low=0, metavar="N")
+    backbone_lr_scale: float = option(1.0, "the backbone's learning rate is F times the head's (--lr)", low=0.0,
+                                      metavar="F")
+    # set by build() from the network's pretrained configuration (--normalization pretrained): how the in-memory
+    # datasets are resized on the device (image files are resized bilinear, antialiased, by the image pipeline)
+    interpolation: str = option("bilinear", "how the in-memory datasets are resized to --image-size", cli=False,
+                                affects_results=False, choices=("bilinear", "bicubic", "nearest"))
     # checkpoints and resuming
     checkpoint_every: int | None = option(None, "also write a training checkpoint every N iterations (one is "
                                           "always written after each epoch)", low=1, metavar="N",
@@ -299,6 +328,7 @@ class TrainConfig(Options):
             raise ConfigError("--resume auto needs --run-name: it continues the run of that name")
         self._check_dataset_options()
         self._check_recipe_options()
+        self._check_transfer_options()
 
     def _check_dataset_options(self) -> None:
         if self.dataset == "folder" and self.data_dir is None:
@@ -343,6 +373,32 @@ class TrainConfig(Options):
         """Whether training batches are mixed (MixUp or CutMix)."""
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
+    def _check_transfer_options(self) -> None:
+        """Refuse transfer-learning options that cannot apply (issue 14); a zoo name is checked last, since that
+        imports torchvision and timm."""
+        zoo = self.model.partition(":")[0] in {source.prefix for source in MODELS.sources()}
+        if self.pretrained and self.weights is not None:
+            raise ConfigError(f"--pretrained and --weights {self.weights} both set the starting weights; pass one")
+        for name, value in (("pretrained", self.pretrained), ("drop_path", self.drop_path)):
+            if value and not zoo:
+                raise ConfigError(f"{flag_name(name)} needs a torchvision:NAME or timm:NAME --model; {self.model!r} "
+                                  "has " + ("no pretrained weights (start it from a file with --weights FILE)"
+                                            if name == "pretrained" else "no stochastic depth to set"))
+        if zoo:
+            try:
+                MODELS.get(self.model)
+            except UnknownName as e:
+                raise ConfigError(str(e)) from None
+
+    @property
+    def uses_pretrained_input(self) -> bool:
+        """Whether the network's pretrained configuration sets the normalisation (``--normalization``'s default
+        included: pretrained with ``--pretrained``, or with ``--weights`` of a zoo network)."""
+        if self.normalization is not None:
+            return self.normalization == "pretrained"
+        zoo = self.model.partition(":")[0] in {source.prefix for source in MODELS.sources()}
+        return self.pretrained or (self.weights is not None and zoo)
+
     @property
     def augments(self) -> bool:
         """Whether training images are augmented: ``--augment``, or by default for folders and the standard
@@ -376,6 +432,17 @@ class TrainConfig(Options):
 
         import_plugins(values.get("plugins", ()))
         return super().from_dict(values)
+
+
+def default_image_size(config: TrainConfig, pretrained_size: int | None = None) -> int | None:
+    """``--image-size`` when it is not given: the network's pretrained input size (``pretrained_size``) when its
+    pretrained configuration sets the normalisation, else the dataset's own size: None (the images are not resized),
+    or :data:`FOLDER_IMAGE_SIZE` for image folders, which have no size of their own."""
+    if config.image_size is not None:
+        return config.image_size
+    if pretrained_size is not None and config.uses_pretrained_input:
+        return pretrained_size
+    return FOLDER_IMAGE_SIZE if config.dataset == "folder" else None
 
 
 def _coerce(flag: str, hint: Any, value: Any) -> Any:

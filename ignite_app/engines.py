@@ -70,14 +70,16 @@ def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
     ``DistributedDataParallel`` the other batches skip the gradient all-reduce (``no_sync``).
     """
     recipe = recipe or TrainRecipe()
-    params = [p for p in model.parameters() if p.requires_grad]
-    no_sync = model.no_sync if isinstance(model, nn.parallel.DistributedDataParallel) else contextlib.nullcontext
+    # a DistributedDataParallel wrapper, or one that holds it (fine-tuning rebuilds it at the unfreeze)
+    no_sync = getattr(model, "no_sync", contextlib.nullcontext)
 
     def optimizer_step() -> Tensor | None:
         norm = None
         if recipe.clip_grad_norm is not None:
             if scaler is not None:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            # the parameters that train now: a frozen backbone's join them at the unfreeze
+            params = [p for p in model.parameters() if p.requires_grad]
             norm = torch.nn.utils.clip_grad_norm_(params, recipe.clip_grad_norm)
         if scaler is not None:
             scaler.step(optimizer)

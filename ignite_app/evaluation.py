@@ -1,10 +1,11 @@
 """Evaluate a saved model: rebuild it and its classes from the checkpoint, then run the evaluator.
 
 Nothing about the data preparation is recomputed: the classes, the image size and channels (in the saved config)
-and the validation view's centre crop come from the checkpoint, and the training set's mean and std are part of the
-saved model (its preprocessing), so evaluation feeds it the raw pixels training validated on, through the same
-pipeline (:mod:`ignite_app.data.pipeline`). A standard dataset is evaluated on the run's validation share of its
-training set, or with ``split="test"`` on its official test set.
+and the validation view's centre crop come from the checkpoint, and the normalisation constants, a channel repeat
+and a resize are part of the saved model (its preprocessing, described in the checkpoint's ``normalization``), so
+evaluation feeds it the raw pixels training validated on, through the same pipeline (:mod:`ignite_app.data.pipeline`).
+A network from a model zoo is rebuilt from its name alone: nothing is downloaded or reopened. A standard dataset is
+evaluated on the run's validation share of its training set, or with ``split="test"`` on its official test set.
 The report carries the scores of the probabilities (average precision, ROC-AUC, calibration: ``report.scores``).
 ``scripts/evaluate.py --output DIR`` writes the report CSVs with :mod:`ignite_app.reporting.writers`, in the format of a
 training run's ``reports/`` folder.
@@ -32,7 +33,7 @@ from ignite_app.engines import StepOptions, create_evaluator
 from ignite_app.errors import UsageError
 from ignite_app.metrics import REPORT, ClassificationReport
 from ignite_app.metrics.validation import validation_metrics
-from ignite_app.models import build_classifier
+from ignite_app.models import Preprocess, build_classifier
 from ignite_app.runstate.checkpoint import CheckpointError, load_checkpoint
 
 MODEL_KEYS = ("state_dict", "model")  # best_model.pt, training_<iteration>.pt
@@ -72,8 +73,9 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: Path) -> tuple[nn.Mo
         raise CheckpointError(f"checkpoint {path} holds a network given from Python (build(config, model=...)), "
                               "which its config cannot rebuild: build that network yourself and load "
                               "checkpoint['state_dict'] into Classifier(Preprocess(mean, std), network)")
+    # the architecture alone (never pretrained: the weights come from the checkpoint), behind the same preprocessing
     model = build_classifier(config.model, len(checkpoint["classes"]), tuple(checkpoint["input_shape"]),
-                             norm["mean"], norm["std"])
+                             preprocess=Preprocess.from_description(norm), drop_path=config.drop_path)
     model.load_state_dict(weights)
     return model, config
 

@@ -51,6 +51,7 @@ from ignite_app.metrics import (
     ScoreReport,
 )
 from ignite_app.metrics.topk import TOP5_ACCURACY
+from ignite_app.models.finetune import apply_lr_scales
 from ignite_app.recipe.accumulation import StepGroups
 from ignite_app.runstate.checkpoint import DurableSaver
 from ignite_app.runstate.rundir import BEST_MODEL
@@ -59,7 +60,8 @@ log = logging.getLogger("ignite_app")
 
 # trainer.state.metrics keys (epoch-level values of the training engine)
 EPOCH_LOSS = "epoch_loss"
-LR = "lr"
+LR = "lr"  # the head's learning rate (the first parameter group's)
+LR_BACKBONE = "lr/backbone"  # the backbone's (--backbone-lr-scale x the head's)
 VAL_SCALARS = (VAL_LOSS, ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO)
 SCORE_SCALARS = (AP_MACRO, ROC_AUC_MACRO, ECE)  # from the probabilities (ScoreMetric), written beside VAL_SCALARS
 # TensorBoard tags: ignite's OutputHandler writes "<tag>/<name>"
@@ -238,7 +240,8 @@ class PlateauStep:
 
 def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.optim.Optimizer,
                         config: TrainConfig, epoch_length: int) -> Any:
-    """Record the epoch's lr in ``trainer.state.metrics["lr"]`` and drive the scheduler ``config`` names.
+    """Record the epoch's lr in ``trainer.state.metrics["lr"]`` (the head's; the backbone's in ``"lr/backbone"``)
+    and drive the scheduler ``config`` names, keeping each parameter group's ``lr_scale`` (``--backbone-lr-scale``).
 
     Returns the scheduler: torch's ``ReduceLROnPlateau`` (plateau), ignite's warm-up + cosine parameter scheduler
     (cosine) or ``None``. Attach after :func:`attach_validation` so that ``val_*`` monitors are up to date. The
@@ -246,7 +249,10 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
     """
 
     def record_lr(engine: Engine) -> None:  # before the plateau step: the lr this epoch trained with
-        engine.state.metrics[LR] = optimizer.param_groups[0]["lr"]
+        groups = optimizer.param_groups
+        engine.state.metrics[LR] = groups[0]["lr"]
+        engine.state.metrics[LR_BACKBONE] = next((g["lr"] for g in groups if g.get("name") == "backbone"),
+                                                 groups[0]["lr"])
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, record_lr)
     if config.lr_scheduler == "plateau":
@@ -259,6 +265,7 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
         scheduler = ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
                                       patience=config.plateau_patience)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, PlateauStep(scheduler, read))
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: apply_lr_scales(optimizer))  # eps, min_lr
         return scheduler
     if config.lr_scheduler == "cosine":
         groups = StepGroups(config.accumulate_steps)
@@ -271,8 +278,11 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
         if warmup > 0:
             scheduler = create_lr_scheduler_with_warmup(cosine, warmup_start_value=config.lr / warmup,
                                                         warmup_end_value=config.lr, warmup_duration=warmup)
-        trainer.add_event_handler(Events.ITERATION_STARTED(event_filter=groups.starts_group)
-                                  if groups.size > 1 else Events.ITERATION_STARTED, scheduler)
+        starts = Events.ITERATION_STARTED(event_filter=groups.starts_group) if groups.size > 1 else \
+            Events.ITERATION_STARTED
+        trainer.add_event_handler(starts, scheduler)
+        # ignite's scheduler sets one value on every group: the backbone's groups get theirs x --backbone-lr-scale
+        trainer.add_event_handler(starts, lambda _: apply_lr_scales(optimizer))
         return scheduler
     return None
 
@@ -436,6 +446,7 @@ class EpochSummary:
     def __init__(self, evaluator: Engine) -> None:
         self.evaluator = evaluator
         self.records: list[EpochRecord] = []
+        self.notes: list[Callable[[Engine], str]] = []  # each adds text to the end of the line (" | ...")
         self._started = time.perf_counter()
 
     def start(self, engine: Engine) -> None:
@@ -449,7 +460,7 @@ class EpochSummary:
             f1_macro=val[F1_MACRO], lr=engine.state.metrics[LR], seconds=time.perf_counter() - self._started,
             top5_accuracy=val.get(TOP5_ACCURACY), **{name: val[name] for name in SCORE_SCALARS if name in val})
         self.records.append(record)
-        log.info(record.summary(engine.state.max_epochs))
+        log.info(record.summary(engine.state.max_epochs) + "".join(note(engine) for note in self.notes))
 
 
 def attach_epoch_summary(trainer: Engine, evaluator: Engine) -> EpochSummary:

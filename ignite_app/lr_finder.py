@@ -17,6 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.handlers import FastaiLRFinder
@@ -28,11 +29,12 @@ from ignite_app.data.spec import build_data
 from ignite_app.device import resolve_device
 from ignite_app.engines import StepOptions, create_trainer
 from ignite_app.handlers import attach_data_order
-from ignite_app.models import build_classifier, build_optimizer, param_groups
+from ignite_app.models import build_optimizer, param_groups
 from ignite_app.recipe.accumulation import StepGroups
 from ignite_app.recipe.wiring import build_train_recipe, build_training_loss
 from ignite_app.runstate.fileio import atomic_write, atomic_write_text
 from ignite_app.runstate.rundir import create_run_dir, default_run_name
+from ignite_app.transfer import build_model, resolve_input_options
 
 log = logging.getLogger("ignite_app")
 
@@ -59,11 +61,12 @@ def find_lr(config: TrainConfig, start_lr: float = 1e-6, end_lr: float = 10.0, n
         UsageError: the run folder exists already (it is never written into), or the data cannot be used.
     """
     device = resolve_device(config.device)
+    config = resolve_input_options(config)  # --image-size and --normalization from a pretrained network, as training
     bundle = build_data(config)
     train_loader, _ = build_loaders(bundle, config, pin_memory=device.type == "cuda")
     manual_seed(config.seed)
-    model = build_classifier(config.model, len(bundle.classes), bundle.input_shape, bundle.mean,
-                             bundle.std).to(device)
+    # the network, its starting weights (--pretrained, --weights) and its frozen backbone as training builds them
+    model = build_model(config, bundle, len(train_loader)).classifier.to(device)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config), config)
     options = StepOptions(device, non_blocking=device.type == "cuda", amp=config.amp,
                           channels_last=config.channels_last)
@@ -79,15 +82,22 @@ def find_lr(config: TrainConfig, start_lr: float = 1e-6, end_lr: float = 10.0, n
                        start_lr=start_lr, end_lr=end_lr, num_iter=num_iter) as running:
         running.run(train_loader)
     history = finder.get_results()
-    lrs, losses = [float(v) for v in history["lr"]], [float(v) for v in history["loss"]]
+    # with several parameter groups (no decay on norms and biases) ignite records one lr per group, all equal: the
+    # finder sets the same value on every group
+    lrs, losses = [float(_first(v)) for v in history["lr"]], [float(v) for v in history["loss"]]
     try:
-        suggestion: float | None = float(finder.lr_suggestion())
+        suggestion: float | None = float(_first(finder.lr_suggestion()))
     except RuntimeError as e:  # the loss rose from the start: nothing to suggest
         log.warning("no lr suggested: %s", e)
         suggestion = None
     result = LRFinderResult(lrs, losses, suggestion, paths.root)
     write_outputs(result)
     return result
+
+
+def _first(value: Any) -> Any:
+    """The first parameter group's value of a per-group list, or the value itself."""
+    return value[0] if isinstance(value, (list, tuple)) else value
 
 
 def write_outputs(result: LRFinderResult) -> None:

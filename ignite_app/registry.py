@@ -37,8 +37,9 @@ class Source:
 
     prefix: str
     list_names: Callable[[], Iterable[str]]  # the names after the prefix
-    resolve: Callable[[str], Any]  # the name after the prefix -> the entry
-    describe: str  # one line for --help: what the names are
+    resolve: Callable[[str], Any]  # the name after the prefix -> the entry; None for an unknown name (raise
+    # UnknownName, with the reason, for a name the source knows but cannot serve)
+    describe: str  # a few words for messages: what the names are
 
 
 class Registry(Generic[T]):
@@ -47,10 +48,11 @@ class Registry(Generic[T]):
     Args:
         kind: what the entries are, for messages ("model").
         flag: the command-line flag that takes the names ("--model").
+        list_hint: how a user lists every name (sources can hold thousands), for messages.
     """
 
-    def __init__(self, kind: str, flag: str) -> None:
-        self.kind, self.flag = kind, flag
+    def __init__(self, kind: str, flag: str, list_hint: str | None = None) -> None:
+        self.kind, self.flag, self.list_hint = kind, flag, list_hint
         self._entries: dict[str, T | str] = {}
         self._sources: dict[str, Source] = {}
 
@@ -111,7 +113,10 @@ class Registry(Generic[T]):
         """
         prefix, sep, rest = name.partition(":")
         if sep and prefix in self._sources:
-            return self._sources[prefix].resolve(rest)
+            entry = self._sources[prefix].resolve(rest)
+            if entry is None:
+                raise self.unknown(name)
+            return entry
         if name not in self._entries:
             raise self.unknown(name)
         entry = self._entries[name]
@@ -122,18 +127,44 @@ class Registry(Generic[T]):
         return entry  # type: ignore[return-value]
 
     def unknown(self, name: str, candidates: Iterable[str] | None = None) -> UnknownName:
-        """The error for an unknown ``name``: what is registered, the closest names, how to add one."""
+        """The error for an unknown ``name``: what is registered, the closest names, how to add one.
+
+        The closest names are looked for among the registered names and, when the registry has sources, among
+        theirs too (which imports the sources' packages: only on this error path).
+        """
         names = self.names()
-        close = difflib.get_close_matches(name, list(candidates) if candidates is not None else names, n=3)
-        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        close = closest_names(name, list(candidates) if candidates is not None else self.all_names())
+        quoted = [repr(c) for c in close]
+        hint = f" (did you mean {' or '.join([', '.join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)}?)" \
+            if close else ""
+        prefix, sep, _ = name.partition(":")
+        what = (f"is not a {self._sources[prefix].describe}" if sep and prefix in self._sources
+                else f"is not a registered {self.kind}")
         sources = "".join(f"; or {s.prefix}:NAME ({s.describe})" for s in self._sources.values())
-        return UnknownName(f"{self.flag} {name!r} is not a registered {self.kind}{hint}; registered: "
-                           f"{', '.join(names) or 'none'}{sources}; add your own with "
-                           f"ignite_app.register_{self.kind}(name) in a --plugin file")
+        listing = f"; {self.list_hint}" if self.list_hint else ""
+        return UnknownName(f"{self.flag} {name!r} {what}{hint}; registered: {', '.join(names) or 'none'}{sources}; "
+                           f"add your own with ignite_app.register_{self.kind}(name) in a --plugin file{listing}")
 
     def help_text(self) -> str:
         """The names for ``--help``: registered ones and the sources' prefixes."""
         return ", ".join([*self._entries, *(f"{s.prefix}:NAME" for s in self._sources.values())])
+
+
+def closest_names(name: str, candidates: Iterable[str], n: int = 4, cutoff: float = 0.6) -> list[str]:
+    """The candidates closest to ``name``, best first (difflib's similarity, its default cutoff).
+
+    Each candidate scores the better of two similarities: of the whole names, and of the parts after a ``:`` prefix,
+    so that ``resnet18`` finds ``torchvision:resnet18`` and ``timm:resnt50`` finds ``torchvision:resnet50`` too.
+    """
+    bare = (name.partition(":")[2] or name).lower()
+    scored = []
+    for full in candidates:
+        score = max(difflib.SequenceMatcher(None, name.lower(), full.lower()).ratio(),
+                    difflib.SequenceMatcher(None, bare, (full.partition(":")[2] or full).lower()).ratio())
+        if score >= cutoff:
+            scored.append((score, full))
+    scored.sort(key=lambda item: -item[0])  # stable: ties keep the candidates' order
+    return [full for _, full in scored[:n]]
 
 
 def _same_definition(old: Any, new: Any) -> bool:
@@ -148,7 +179,7 @@ def _same_definition(old: Any, new: Any) -> bool:
         return False
 
 
-MODELS: Registry[Any] = Registry("model", "--model")
+MODELS: Registry[Any] = Registry("model", "--model", list_hint="train.py --list-models [PATTERN] lists every name")
 DATASETS: Registry[Any] = Registry("dataset", "--dataset")
 OPTIMIZERS: Registry[Any] = Registry("optimizer", "--optimizer")
 
@@ -185,3 +216,19 @@ DATASETS.register("cifar100", "ignite_app.data.builtin:cifar100")
 OPTIMIZERS.register("sgd", "ignite_app.models.optimizers:sgd")
 OPTIMIZERS.register("adam", "ignite_app.models.optimizers:adam")
 OPTIMIZERS.register("adamw", "ignite_app.models.optimizers:adamw")
+
+
+def _zoo(function: str, *bound: str) -> Callable[..., Any]:
+    """A function of :mod:`ignite_app.models.zoo`, imported when called (it imports torch)."""
+
+    def call(*args: Any) -> Any:
+        # imported by name, like the built-in entries: the registry sits below the models in the package
+        return getattr(importlib.import_module("ignite_app.models.zoo"), function)(*bound, *args)
+
+    return call
+
+
+# The model zoos (issue 14): every torchvision classification network and every timm network, by name.
+MODELS.add_source(Source("torchvision", _zoo("source_names", "torchvision"), _zoo("resolve", "torchvision"),
+                         "torchvision classification network"))
+MODELS.add_source(Source("timm", _zoo("source_names", "timm"), _zoo("resolve", "timm"), "timm network"))

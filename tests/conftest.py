@@ -28,3 +28,18 @@ def quick_args(tmp_path):
     """Command-line options for a short run into tmp_path/run."""
     return ["--epochs", "2", "--epoch-length", "5", "--output-dir", tmp_path, "--run-name", "run", "--no-progress",
             "--log-every", "2"]
+
+
+@pytest.fixture
+def caches(tmp_path, monkeypatch):
+    """The model zoos' caches (TORCH_HOME, HF_HUB_CACHE) in empty folders under tmp_path, the offline switches and
+    proxies unset: no zoo test reads or writes the user's caches."""
+    from ignite_app.models.pretrained import OFFLINE_VARIABLES
+
+    torch_home, hf_cache = tmp_path / "torch", tmp_path / "hf"
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
+    proxies = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    for name in (*OFFLINE_VARIABLES, *proxies):
+        monkeypatch.delenv(name, raising=False)
+    return {"torch": torch_home, "hf": hf_cache}

@@ -50,7 +50,7 @@ def test_config_round_trips_through_a_plain_dict():
 
 def test_from_dict_lists_unknown_keys():
     with pytest.raises(ConfigError, match=r"unknown config keys \['colour'\]; known keys: accumulate_steps, amp, "
-                                          r"augment, auto_augment, backend"):
+                                          r"augment, auto_augment, backbone_lr_scale, backend"):
         TrainConfig.from_dict({"colour": "blue"})
 
 

@@ -35,13 +35,14 @@ def saved_model(config, classes=("a", "b"), shape=(3, 8, 8)):
 
 
 def test_evaluation_data_defaults_to_the_training_runs_and_data_dir_drops_its_split():
-    trained = TrainConfig(dataset="folder", data_dir="pets", val_split=0.2, label_map="labels.txt", batch_size=8)
+    trained = TrainConfig(dataset="folder", data_dir="pets", val_split=0.2, label_map="labels.txt", batch_size=8,
+                          image_size=48)
     saved = saved_model(trained)
     assert evaluation_config(saved) == trained
     other = evaluation_config(saved, data_dir=Path("test_set"), on_bad_image="skip", num_workers=2)
     assert (other.dataset, other.data_dir, other.val_split, other.label_map) == ("folder", Path("test_set"), None,
                                                                                  None)
-    assert (other.on_bad_image, other.num_workers, other.image_size, other.batch_size) == ("skip", 2, 32, 8)
+    assert (other.on_bad_image, other.num_workers, other.image_size, other.batch_size) == ("skip", 2, 48, 8)
     assert evaluation_config(saved, dataset="digits").data_dir is None
     assert evaluation_config(saved, dataset="folder") == trained  # the checkpoint's own dataset: its own folder
 

@@ -27,6 +27,8 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
                         "progress"),
     "checkpoints and resuming": ("checkpoint_every", "keep_last", "resume"),
     "several processes and GPUs": ("backend", "nproc_per_node", "amp", "channels_last"),
+    "transfer learning": ("pretrained", "weights", "normalization", "drop_path", "freeze_epochs",
+                          "backbone_lr_scale"),
     "extending": ("plugins", "handlers"),
     "scores and the best model": ("best_metric", "pr_curves", "log_mistakes"),
     "training recipe": ("label_smoothing", "mixup_alpha", "cutmix_alpha", "mix_prob", "ema_decay", "ema_warmup_steps",
@@ -36,8 +38,25 @@ HELP_GROUPS: dict[str, tuple[str, ...]] = {
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """One flag per config field: its type, choices and default come from the dataclass."""
-    return build_options_parser(TrainConfig, prog, DESCRIPTION, HELP_GROUPS, config_file=True)
+    """One flag per config field: its type, choices and default come from the dataclass; and ``--list-models``."""
+    parser = build_options_parser(TrainConfig, prog, DESCRIPTION, HELP_GROUPS, config_file=True)
+    parser.add_argument("--list-models", nargs="?", metavar="PATTERN", action=ListModels, default=argparse.SUPPRESS,
+                        help="print the names --model takes (registered, torchvision:NAME, timm:NAME), those "
+                             "matching PATTERN if given ('resnet*', 'timm:vit_*'; case-insensitive), and exit")
+    return parser
+
+
+class ListModels(argparse.Action):
+    """``--list-models [PATTERN]``: print the matching model names, one per line, and exit 0 (as ``--help`` does)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from ignite_app.models.zoo import list_models  # imports torchvision and timm: only when asked
+        from ignite_app.registry import MODELS
+
+        names = list_models(values if isinstance(values, str) else None, MODELS.names())
+        print("\n".join(names) if names else f"no model name matches {values!r}")
+        parser.exit(0)
 
 
 def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:

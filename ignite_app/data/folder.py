@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ignite_app.config import TrainConfig
+from ignite_app.config import TrainConfig, default_image_size
 from ignite_app.data.cache import ImageCache
 from ignite_app.data.imagecheck import check_images
 from ignite_app.data.policies import sample_policy
@@ -32,6 +32,11 @@ from ignite_app.models import model_spec
 from ignite_app.runstate.fingerprint import file_fingerprint
 
 
+def image_size(config: TrainConfig) -> int:
+    """``--image-size``, else its default for image folders (:func:`~ignite_app.config.default_image_size`)."""
+    return int(default_image_size(config))  # type: ignore[arg-type]  # never None for folders
+
+
 def crop_fraction(config: TrainConfig) -> float:
     """``--crop-fraction``, else the network's (:class:`~ignite_app.models.ModelSpec`), else 0.875."""
     if config.crop_fraction is not None:
@@ -41,7 +46,7 @@ def crop_fraction(config: TrainConfig) -> float:
 
 def image_loader(config: TrainConfig, crop: float) -> ImageLoader:
     """Files -> source images of the run's size (short side ``ceil(--image-size / crop)``), through ``--cache``."""
-    side = source_short_side(config.image_size, crop)
+    side = source_short_side(image_size(config), crop)
     cache = ImageCache(config.cache, side, config.channels) if config.cache is not None else None
     return ImageLoader(config.channels, side, cache)
 
@@ -52,10 +57,10 @@ def train_transform(config: TrainConfig) -> Transform:
     with ``--no-augment``, the validation view (then the policy, if any)."""
     policy = sample_policy(config.auto_augment, config.random_erasing)
     if config.augments:
-        return TrainTransform(config.image_size, config.scale_min or DEFAULT_SCALE_MIN, policy=policy)
+        return TrainTransform(image_size(config), config.scale_min or DEFAULT_SCALE_MIN, policy=policy)
     if policy is not None:
-        return PolicyOnViewTransform(config.image_size, crop_fraction(config), policy)
-    return EvalTransform(config.image_size, crop_fraction(config))
+        return PolicyOnViewTransform(image_size(config), crop_fraction(config), policy)
+    return EvalTransform(image_size(config), crop_fraction(config))
 
 
 def build_folder_data(config: TrainConfig) -> DataBundle:
@@ -70,12 +75,12 @@ def build_folder_data(config: TrainConfig) -> DataBundle:
     scan = scan_folder(data_dir, config.val_split, classes)
     crop = crop_fraction(config)
     loader = image_loader(config, crop)
-    view = EvalTransform(config.image_size, crop)
+    view = EvalTransform(image_size(config), crop)
     train, val, skipped = checked(scan, config, loader.short_side)
     return DataBundle(
         train=ImageDataset(train, loader, train_transform(config), config.on_bad_image),
         val=ImageDataset(val, loader, view, config.on_bad_image),
-        classes=scan.classes, input_shape=(config.channels, config.image_size, config.image_size), skipped=skipped,
+        classes=scan.classes, input_shape=(config.channels, image_size(config), image_size(config)), skipped=skipped,
         stats_view=ImageDataset(train, loader, view),  # raises on an unreadable file: the sample reports it
         crop_fraction=crop,
         fingerprint=file_fingerprint(data_dir, {"train": train.items(), "val": val.items()}, scan.classes))
@@ -105,4 +110,4 @@ def folder_eval_dataset(config: TrainConfig, classes: ClassList, crop: float) ->
     scan = scan_folder(Path(str(config.data_dir)), config.val_split, classes, evaluation=True)
     loader = image_loader(config, crop)
     _, val, skipped = checked(scan, config, loader.short_side, listed_in="the output")
-    return ImageDataset(val, loader, EvalTransform(config.image_size, crop), config.on_bad_image), skipped
+    return ImageDataset(val, loader, EvalTransform(image_size(config), crop), config.on_bad_image), skipped

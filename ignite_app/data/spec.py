@@ -105,8 +105,11 @@ def as_bundle(result: Any, source: str, config: TrainConfig | None = None) -> Da
         _check_item(first_item(dataset), source, name, len(classes))
     shape = bundle.input_shape or tuple(first_item(bundle.train)[0].shape)
     bundle = replace(bundle, classes=classes, input_shape=tuple(shape))
+    config = config or TrainConfig()
+    if config.uses_pretrained_input:  # the network's pretrained configuration gives the mean and std
+        return bundle
     if bundle.mean is None or bundle.std is None:
-        bundle = with_sampled_stats(bundle, config or TrainConfig())
+        bundle = with_sampled_stats(bundle, config)
     return replace(bundle, mean=tuple(bundle.mean), std=tuple(bundle.std))  # type: ignore[arg-type]
 
 

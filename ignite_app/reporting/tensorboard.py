@@ -60,6 +60,7 @@ from ignite_app.config import TrainConfig
 from ignite_app.handlers import (
     EPOCH_LOSS,
     LR,
+    LR_BACKBONE,
     SCORE_SCALARS,
     TRAIN_TAG,
     VAL_SCALARS,
@@ -175,7 +176,8 @@ def attach_tensorboard(trainer: Engine, evaluator: Engine, log_dir: Path, log_ev
     tb = TensorboardLogger(log_dir=str(log_dir), max_queue=1000)
     tb.attach_output_handler(trainer, Events.ITERATION_COMPLETED(every=log_every), tag=TRAIN_TAG,
                              output_transform=lambda out: {"loss": float(out["loss"])})
-    tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=TRAIN_TAG, metric_names=[EPOCH_LOSS, LR])
+    tb.attach_output_handler(trainer, Events.EPOCH_COMPLETED, tag=TRAIN_TAG,
+                             metric_names=[EPOCH_LOSS, LR, LR_BACKBONE])
     tb.attach_output_handler(evaluator, Events.COMPLETED, tag=VAL_TAG, metric_names=[*VAL_SCALARS, *SCORE_SCALARS],
                              global_step_transform=global_step_from_engine(trainer))
     evaluator.add_event_handler(Events.COMPLETED, lambda _: tb.writer.flush())
