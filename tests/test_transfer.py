@@ -214,3 +214,32 @@ def test_every_rank_holds_the_same_weights_after_the_unfreeze(tmp_path):
     stale0, stale1 = (torch.load(tmp_path / f"stale.2.rank{k}.pt") for k in (0, 1))
     assert torch.equal(stale0["network.fc.weight"], stale1["network.fc.weight"])
     assert not torch.equal(stale0["network.conv1.0.weight"], stale1["network.conv1.0.weight"])
+
+
+def test_fine_tuning_on_image_files_takes_the_pretrained_view_and_predicts_as_it_trained(tmp_path):
+    """--weights of a timm network on an image folder: the pretrained configuration's mean, std and centre crop
+    (timm's test_resnet: crop_pct 0.95), no mean-and-std sample of the training images; predict.py rebuilds the
+    same view from the checkpoint and labels the validation images as the evaluation does."""
+    import timm
+    from folder_data import write_digit_folders
+
+    from ignite_app.evaluation import load_saved_model
+    from ignite_app.prediction import collect_inputs, predict
+
+    weights = tmp_path / "test_resnet.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=7).state_dict(), weights)
+    root = write_digit_folders(tmp_path / "digits", train=6, val=3, rgb=True)
+    build(TrainConfig(model="timm:test_resnet", weights=weights, dataset="folder", data_dir=root, image_size=32,
+                      epochs=1, batch_size=8, output_dir=tmp_path, run_name="run", progress=False)).run()
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "from a seeded sample" not in log  # the training images were not sampled for a mean and std
+    assert "normalised with the mean and std of the network's pretrained configuration" in log
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best_model.pt")
+    assert best["crop_fraction"] == 0.95 and best["config"]["crop_fraction"] == 0.95
+    assert best["normalization"]["mean"] == [0.5, 0.5, 0.5] and best["normalization"]["images"] is None
+    saved = load_saved_model(tmp_path / "run" / "checkpoints" / "best_model.pt")
+    report = evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "best_model.pt")
+    predictions, _ = predict(saved, collect_inputs([root / "val"]))
+    truth = [Path(p.path).parent.name for p in predictions]
+    correct = sum(p.labels[0] == t for p, t in zip(predictions, truth))
+    assert len(predictions) == report.num_samples and correct / len(predictions) == pytest.approx(report.accuracy)
