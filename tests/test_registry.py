@@ -131,3 +131,13 @@ def test_a_dataset_that_breaks_the_contract_is_refused_with_what_it_gave(tmp_pat
     bad_images = [(torch.zeros(8, 8), 0)] * 4  # (H, W): no channel axis
     with pytest.raises(TypeError, match=r"a training image must be a \(C, H, W\) tensor, got Tensor \(8, 8\)"):
         build(config, data=(bad_images, bad_images, ["a", "b"]))
+
+
+def test_list_models_into_a_reader_that_stops_early_exits_0_without_a_traceback():
+    """``train.py --list-models | head -1``: the pipe closes while ~1,400 names are being written."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), "--list-models", "timm:*"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("timm:")
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0 and "Traceback" not in stderr, stderr

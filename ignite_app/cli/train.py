@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,7 +56,10 @@ class ListModels(argparse.Action):
         from ignite_app.registry import MODELS
 
         names = list_models(values if isinstance(values, str) else None, MODELS.names())
-        print("\n".join(names) if names else f"no model name matches {values!r}")
+        try:
+            print("\n".join(names) if names else f"no model name matches {values!r}", flush=True)
+        except BrokenPipeError:  # `--list-models | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python exits
         parser.exit(0)
 
 
