@@ -41,7 +41,8 @@ def resolve_input_options(config: TrainConfig) -> TrainConfig:
     as given: its default follows from the other options, :attr:`TrainConfig.uses_pretrained_input`).
 
     With ``--normalization pretrained`` (the default with ``--pretrained``, or with ``--weights`` of a zoo
-    network), the network's pretrained configuration gives the default image size, the crop and the interpolation.
+    network), the network's pretrained configuration gives the default image size, the crop and the interpolation;
+    with ``--pretrained`` and ``--normalization dataset``, the default image size only.
     An image size the network cannot take, and ``--pretrained`` weights that are neither cached nor downloadable,
     are refused here, before the data is read (the file, once fetched, waits in the zoo's cache).
 
@@ -56,14 +57,16 @@ def resolve_input_options(config: TrainConfig) -> TrainConfig:
         what = "a network given from Python" if info is None else f"--model {config.model}"
         raise UsageError(f"--normalization pretrained: {what} has no pretrained configuration (mean, std, input "
                          "size); use --normalization dataset, or register it as a ModelSpec with mean and std")
-    pcfg = info.config if pretrained and info is not None else None
-    image_size = default_image_size(config, pcfg.input_size[0] if pcfg is not None else None)
+    # 0: a registered ModelSpec with mean and std but no input_size, whose size is the dataset's
+    native = (info.config.input_size[0] or None) if info is not None and info.config is not None else None
+    image_size = default_image_size(config, native)
     if image_size is not None and info is not None:
         check_size(info, image_size)
     if config.pretrained and config.resume is None:  # a refusal (offline, no cached copy) before the data is read
         from ignite_app.models.zoo import fetch_pretrained
 
         fetch_pretrained(config.model)
+    pcfg = info.config if pretrained and info is not None else None
     return dataclasses.replace(config, image_size=image_size,
                                crop_pct=pcfg.crop_pct if pcfg is not None else config.crop_pct,
                                interpolation=pcfg.interpolation if pcfg is not None else config.interpolation)
