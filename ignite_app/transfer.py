@@ -118,7 +118,9 @@ def build_model(config: TrainConfig, data: DataBundle, epoch_length: int, networ
         info = python_network_info("the network given from Python", network, classes, shape[0])
     notes = []
     if info.source != "registered":
-        notes.append(f"model: {info.describe()}")
+        weights = "the weights of the resumed checkpoint" if resumed_at is not None else \
+            f"--weights {config.weights}" if config.weights is not None else None
+        notes.append(f"model: {info.describe(weights)}")
     if config.uses_pretrained_input or preprocess.repeat is not None or preprocess.size is not None:
         notes.append(f"input: {describe_input(preprocess, data, config)}")
     if info.load_summary and resumed_at is None:
@@ -136,7 +138,8 @@ def build_model(config: TrainConfig, data: DataBundle, epoch_length: int, networ
     if next_epoch <= config.freeze_epochs:
         classifier.set_backbone_frozen(True)
     if config.freeze_epochs:
-        notes.append(f"fine-tuning: the backbone is frozen for epochs 1-{config.freeze_epochs} (only "
+        frozen = "epoch 1" if config.freeze_epochs == 1 else f"epochs 1-{config.freeze_epochs}"
+        notes.append(f"fine-tuning: the backbone is frozen for {frozen} (only "
                      f"{', '.join(info.head)} train{'s' if len(info.head) == 1 else ''}), then the whole network "
                      f"trains, the backbone at {config.backbone_lr_scale:g} x --lr")
     elif config.backbone_lr_scale != 1:

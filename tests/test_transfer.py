@@ -172,6 +172,10 @@ def test_fine_tuning_from_a_checkpoint_freezes_the_backbone_then_trains_it(sourc
     adapted = "conv1.0.weight"
     assert torch.allclose(start["network." + adapted], source["network." + adapted].sum(dim=1, keepdim=True))
     assert all(torch.equal(start["network." + k], v) for k, v in backbone(source).items() if k != adapted)
+    assert (f"model: timm:test_resnet: timm, 1 channel(s) (timm in_chans, first layer adapted), any input size, "
+            f"--weights {weights}, head fc.weight, fc.bias") in log
+    assert ("fine-tuning: the backbone is frozen for epoch 1 (only fc.weight, fc.bias train), then the whole "
+            "network trains, the backbone at 0.1 x --lr") in log
     # epoch 1: only the head moved
     after_frozen = load_checkpoint(run_dir / "checkpoints" / "training_3.pt")["model"]
     assert all(torch.equal(after_frozen["network." + k], v) for k, v in backbone(start).items())
@@ -197,6 +201,7 @@ def test_fine_tuning_from_a_checkpoint_freezes_the_backbone_then_trains_it(sourc
     weights.unlink()
     build(TrainConfig(**{**options, "epochs": 3}, resume="auto")).run()
     assert (run_dir / "checkpoints" / "training_9.pt").is_file()
+    assert "any input size, the weights of the resumed checkpoint, head" in (run_dir / "train.log").read_text()
 
 
 def test_a_file_that_does_not_fit_the_network_is_refused(source_run, tmp_path):
