@@ -149,8 +149,9 @@ class TrainConfig(Options):
                                      metavar="FRACTION", default_text="0.1 for the standard datasets")
     image_size: int | None = option(None, "images are resized to SIZE x SIZE pixels (files when they are read, "
                                     "the in-memory datasets on the device)", low=8, metavar="SIZE",
-                                    default_text="the network's pretrained input size with --normalization "
-                                    f"pretrained, else the dataset's own size; folders: {FOLDER_IMAGE_SIZE}")
+                                    default_text="the network's pretrained input size with --pretrained or "
+                                    "--normalization pretrained, else the dataset's own size; folders: "
+                                    f"{FOLDER_IMAGE_SIZE}")
     channels: int = option(3, "folder: 3 = RGB, 1 = grayscale; every image is converted to it", choices=CHANNELS)
     augment: bool | None = option(None, "each dataset's usual augmentation of training images, never of validation "
                                   "images: folder, a random resized crop and a horizontal flip; CIFAR, a 4-pixel "
@@ -435,12 +436,13 @@ class TrainConfig(Options):
 
 
 def default_image_size(config: TrainConfig, pretrained_size: int | None = None) -> int | None:
-    """``--image-size`` when it is not given: the network's pretrained input size (``pretrained_size``) when its
-    pretrained configuration sets the normalisation, else the dataset's own size: None (the images are not resized),
-    or :data:`FOLDER_IMAGE_SIZE` for image folders, which have no size of their own."""
+    """``--image-size`` when it is not given: the network's pretrained input size (``pretrained_size``) when it
+    starts from its pretrained weights (``--pretrained``, whatever ``--normalization``) or its pretrained
+    configuration sets the normalisation, else the dataset's own size: None (the images are not resized), or
+    :data:`FOLDER_IMAGE_SIZE` for image folders, which have no size of their own."""
     if config.image_size is not None:
         return config.image_size
-    if pretrained_size is not None and config.uses_pretrained_input:
+    if pretrained_size is not None and (config.pretrained or config.uses_pretrained_input):
         return pretrained_size
     return FOLDER_IMAGE_SIZE if config.dataset == "folder" else None
 

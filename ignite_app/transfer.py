@@ -41,7 +41,8 @@ def resolve_input_options(config: TrainConfig) -> TrainConfig:
     as given: its default follows from the other options, :attr:`TrainConfig.uses_pretrained_input`).
 
     With ``--normalization pretrained`` (the default with ``--pretrained``, or with ``--weights`` of a zoo
-    network), the network's pretrained configuration gives the default image size, the crop and the interpolation.
+    network), the network's pretrained configuration gives the default image size, the crop and the interpolation;
+    with ``--pretrained`` and ``--normalization dataset``, the default image size only.
     An image size the network cannot take, and ``--pretrained`` weights that are neither cached nor downloadable,
     are refused here, before the data is read (the file, once fetched, waits in the zoo's cache).
 
@@ -56,14 +57,16 @@ def resolve_input_options(config: TrainConfig) -> TrainConfig:
         what = "a network given from Python" if info is None else f"--model {config.model}"
         raise UsageError(f"--normalization pretrained: {what} has no pretrained configuration (mean, std, input "
                          "size); use --normalization dataset, or register it as a ModelSpec with mean and std")
-    pcfg = info.config if pretrained and info is not None else None
-    image_size = default_image_size(config, pcfg.input_size[0] if pcfg is not None else None)
+    # 0: a registered ModelSpec with mean and std but no input_size, whose size is the dataset's
+    native = (info.config.input_size[0] or None) if info is not None and info.config is not None else None
+    image_size = default_image_size(config, native)
     if image_size is not None and info is not None:
         check_size(info, image_size)
     if config.pretrained and config.resume is None:  # a refusal (offline, no cached copy) before the data is read
         from ignite_app.models.zoo import fetch_pretrained
 
         fetch_pretrained(config.model)
+    pcfg = info.config if pretrained and info is not None else None
     # image files take the configuration's centre crop (--crop-fraction, when not given); the pipeline resizes them
     # bilinear (antialiased) whatever its interpolation, which applies to the in-memory datasets' resize
     crop = config.crop_fraction
@@ -119,7 +122,9 @@ def build_model(config: TrainConfig, data: DataBundle, epoch_length: int, networ
         info = python_network_info("the network given from Python", network, classes, shape[0])
     notes = []
     if info.source != "registered":
-        notes.append(f"model: {info.describe()}")
+        weights = "the weights of the resumed checkpoint" if resumed_at is not None else \
+            f"--weights {config.weights}" if config.weights is not None else None
+        notes.append(f"model: {info.describe(weights)}")
     if config.uses_pretrained_input or preprocess.repeat is not None or preprocess.size is not None:
         notes.append(f"input: {describe_input(preprocess, data, config)}")
     if info.load_summary and resumed_at is None:
@@ -137,7 +142,8 @@ def build_model(config: TrainConfig, data: DataBundle, epoch_length: int, networ
     if next_epoch <= config.freeze_epochs:
         classifier.set_backbone_frozen(True)
     if config.freeze_epochs:
-        notes.append(f"fine-tuning: the backbone is frozen for epochs 1-{config.freeze_epochs} (only "
+        frozen = "epoch 1" if config.freeze_epochs == 1 else f"epochs 1-{config.freeze_epochs}"
+        notes.append(f"fine-tuning: the backbone is frozen for {frozen} (only "
                      f"{', '.join(info.head)} train{'s' if len(info.head) == 1 else ''}), then the whole network "
                      f"trains, the backbone at {config.backbone_lr_scale:g} x --lr")
     elif config.backbone_lr_scale != 1:

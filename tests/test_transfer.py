@@ -7,23 +7,35 @@ where torchvision is the point (its weights file in TORCH_HOME, grayscale repeat
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from collections import Counter
+
 import ignite.distributed as idist
 import pytest
+import timm
 import torch
 import torchvision
 from conftest import ROOT, free_port
+from folder_data import write_digit_folders
+from safetensors.torch import save_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ignite_app import TrainConfig, build
+from ignite_app import TrainConfig, build, register_model
 from ignite_app.app import unwrap
 from ignite_app.cli.train import main
-from ignite_app.evaluation import evaluate_checkpoint
+from ignite_app.config import default_image_size
+from ignite_app.evaluation import evaluate_checkpoint, evaluation_config, evaluation_data, load_saved_model
+from ignite_app.models import ModelSpec
+from ignite_app.models.small import cnn
+from ignite_app.prediction import collect_inputs, predict
+from ignite_app.registry import MODELS
 from ignite_app.runstate.checkpoint import load_checkpoint
+from ignite_app.transfer import resolve_input_options
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name of ResNet18_Weights.IMAGENET1K_V1's URL
 # timm's smallest ResNet on the digits at 32x32: 2 epochs of 3 steps, the backbone frozen in the first
@@ -79,6 +91,62 @@ def test_unusable_choices_exit_2_naming_the_flag(argv, message, tmp_path, capsys
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(("options", "size"), [
+    ({}, None),                                                       # the digits keep their 8x8
+    ({"dataset": "folder", "data_dir": "d"}, 32),                     # folders have no size of their own
+    ({"model": "timm:test_resnet", "image_size": 48, "pretrained": True}, 48),
+    ({"model": "timm:test_resnet", "pretrained": True}, 160),         # its pretrained input size
+    ({"model": "timm:test_resnet", "pretrained": True, "normalization": "dataset"}, 160),  # pretrained all the same
+    ({"model": "timm:test_resnet", "weights": "w.pt"}, 160),          # --normalization pretrained by default
+    ({"model": "timm:test_resnet", "weights": "w.pt", "normalization": "dataset"}, None),
+    ({"model": "timm:test_resnet"}, None),                            # random weights: the dataset's size
+])
+def test_the_default_image_size(options, size):
+    assert default_image_size(TrainConfig(**options), 160) == size
+
+
+def test_a_registered_spec_without_an_input_size_keeps_the_datasets_size():
+    """--normalization pretrained with a ModelSpec's mean and std: no size of its own, so the images keep theirs."""
+    register_model("spec-without-size", ModelSpec(cnn, mean=(0.5,), std=(0.25,)))
+    try:
+        config = resolve_input_options(TrainConfig(model="spec-without-size", normalization="pretrained"))
+    finally:
+        del MODELS._entries["spec-without-size"]
+    assert (config.image_size, config.crop_fraction, config.interpolation) == (None, None, "bilinear")
+
+
+def test_files_are_prepared_as_the_pretrained_configuration_says_and_predicted_as_evaluated(tmp_path):
+    """--weights of a zoo network on image files: the size, crop and interpolation of its pretrained configuration
+    (timm's test_resnet: 160x160, crop 0.95, bilinear) are recorded; with the file gone, evaluate and predict
+    rebuild the model from the checkpoint alone and classify every validation image the same way."""
+    data = write_digit_folders(tmp_path / "digits", classes=(0, 1), train=8, val=6, rgb=True)
+    torch.manual_seed(0)
+    weights = tmp_path / "test_resnet.safetensors"
+    save_file(timm.create_model("test_resnet", num_classes=1000).state_dict(), str(weights))
+    build(TrainConfig(dataset="folder", data_dir=data, model="timm:test_resnet", weights=weights, epochs=1,
+                      batch_size=8, output_dir=tmp_path / "runs", run_name="run", progress=False)).run()
+    weights.unlink()
+    path = tmp_path / "runs" / "run" / "checkpoints" / "best_model.pt"
+    best = load_checkpoint(path)
+    assert best["input_shape"] == [3, 160, 160] and best["normalization"]["mean"] == [0.5, 0.5, 0.5]
+    assert (best["crop_fraction"], best["config"]["crop_fraction"], best["config"]["interpolation"]) == \
+        (0.95, 0.95, "bilinear")
+    assert best["normalization"]["images"] is None  # no mean-and-std sample of the training images
+    assert "from a seeded sample" not in (tmp_path / "runs" / "run" / "train.log").read_text()
+    saved = load_saved_model(path)
+    predictions, _ = predict(saved, collect_inputs([data / "val"]))
+    val, _ = evaluation_data(saved, evaluation_config(saved))
+    with torch.no_grad():  # what evaluation feeds the model, file by file
+        evaluated = {Path(p).resolve(): saved.model(val[i][0][None]).softmax(dim=1).max().item()
+                     for i, p in enumerate(map(val.table.path, range(len(val))))}
+    predicted = {Path(p.path).resolve(): p.confidences[0] for p in predictions}
+    assert len(evaluated) == 12 and predicted == pytest.approx(evaluated, rel=1e-5)  # batches of 12 against 1
+    counts = evaluate_checkpoint(path).counts
+    pairs = Counter((Path(p.path).parent.name, p.labels[0]) for p in predictions)
+    classes = best["classes"]
+    assert pairs == {(classes[i], classes[j]): int(n) for i, row in enumerate(counts) for j, n in enumerate(row) if n}
+
+
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory):
     """A timm test_resnet trained on the synthetic RGB images (classes class_0..class_9): the file to start from."""
@@ -91,19 +159,26 @@ def source_run(tmp_path_factory):
 def test_fine_tuning_from_a_checkpoint_freezes_the_backbone_then_trains_it(source_run, tmp_path):
     """--weights of another run: other classes and channels. The frozen epoch trains the head only (batch-norm
     statistics included, the backbone is unchanged); the next one trains everything, at --backbone-lr-scale."""
-    app = build(TrainConfig(**QUICK, weights=source_run, backbone_lr_scale=0.1, output_dir=tmp_path,
-                            run_name="run", lr_scheduler="cosine"))
+    weights = tmp_path / "source.pt"
+    shutil.copy(source_run, weights)
+    options = {**QUICK, "weights": weights, "backbone_lr_scale": 0.1, "output_dir": tmp_path, "run_name": "run",
+               "lr_scheduler": "cosine"}
+    app = build(TrainConfig(**options))
     start = {k: v.clone() for k, v in unwrap(app.model).state_dict().items()}
     app.run()
     run_dir = tmp_path / "run"
     log = (run_dir / "train.log").read_text()
     source = load_checkpoint(source_run)["state_dict"]
     # the file's tensors were loaded, the head left out (classes class_i -> digits), conv1 summed to 1 channel
-    assert (f"--weights: loaded {len(backbone(source))} tensors from {source_run}; left out (the classes "
+    assert (f"--weights: loaded {len(backbone(source))} tensors from {weights}; left out (the classes "
             "differ: freshly initialised): fc.weight, fc.bias; adapted to the input channels: conv1.0.weight") in log
     adapted = "conv1.0.weight"
     assert torch.allclose(start["network." + adapted], source["network." + adapted].sum(dim=1, keepdim=True))
     assert all(torch.equal(start["network." + k], v) for k, v in backbone(source).items() if k != adapted)
+    assert (f"model: timm:test_resnet: timm, 1 channel(s) (timm in_chans, first layer adapted), any input size, "
+            f"--weights {weights}, head fc.weight, fc.bias") in log
+    assert ("fine-tuning: the backbone is frozen for epoch 1 (only fc.weight, fc.bias train), then the whole "
+            "network trains, the backbone at 0.1 x --lr") in log
     # epoch 1: only the head moved
     after_frozen = load_checkpoint(run_dir / "checkpoints" / "training_3.pt")["model"]
     assert all(torch.equal(after_frozen["network." + k], v) for k, v in backbone(start).items())
@@ -125,6 +200,11 @@ def test_fine_tuning_from_a_checkpoint_freezes_the_backbone_then_trains_it(sourc
     assert best["normalization"] == {"mean": [0.5], "std": [0.5], "repeat_channels": None, "size": 32,
                                      "interpolation": "bilinear", "images": None}  # no mean-and-std sample
     assert evaluate_checkpoint(run_dir / "checkpoints" / "best_model.pt").accuracy == best["best_acc"]
+    # a resumed run takes its weights from its checkpoint alone: the --weights file is not opened again
+    weights.unlink()
+    build(TrainConfig(**{**options, "epochs": 3}, resume="auto")).run()
+    assert (run_dir / "checkpoints" / "training_9.pt").is_file()
+    assert "any input size, the weights of the resumed checkpoint, head" in (run_dir / "train.log").read_text()
 
 
 def test_a_file_that_does_not_fit_the_network_is_refused(source_run, tmp_path):
@@ -215,31 +295,3 @@ def test_every_rank_holds_the_same_weights_after_the_unfreeze(tmp_path):
     assert torch.equal(stale0["network.fc.weight"], stale1["network.fc.weight"])
     assert not torch.equal(stale0["network.conv1.0.weight"], stale1["network.conv1.0.weight"])
 
-
-def test_fine_tuning_on_image_files_takes_the_pretrained_view_and_predicts_as_it_trained(tmp_path):
-    """--weights of a timm network on an image folder: the pretrained configuration's mean, std and centre crop
-    (timm's test_resnet: crop_pct 0.95), no mean-and-std sample of the training images; predict.py rebuilds the
-    same view from the checkpoint and labels the validation images as the evaluation does."""
-    import timm
-    from folder_data import write_digit_folders
-
-    from ignite_app.evaluation import load_saved_model
-    from ignite_app.prediction import collect_inputs, predict
-
-    weights = tmp_path / "test_resnet.pth"
-    torch.save(timm.create_model("test_resnet", num_classes=7).state_dict(), weights)
-    root = write_digit_folders(tmp_path / "digits", train=6, val=3, rgb=True)
-    build(TrainConfig(model="timm:test_resnet", weights=weights, dataset="folder", data_dir=root, image_size=32,
-                      epochs=1, batch_size=8, output_dir=tmp_path, run_name="run", progress=False)).run()
-    log = (tmp_path / "run" / "train.log").read_text()
-    assert "from a seeded sample" not in log  # the training images were not sampled for a mean and std
-    assert "normalised with the mean and std of the network's pretrained configuration" in log
-    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best_model.pt")
-    assert best["crop_fraction"] == 0.95 and best["config"]["crop_fraction"] == 0.95
-    assert best["normalization"]["mean"] == [0.5, 0.5, 0.5] and best["normalization"]["images"] is None
-    saved = load_saved_model(tmp_path / "run" / "checkpoints" / "best_model.pt")
-    report = evaluate_checkpoint(tmp_path / "run" / "checkpoints" / "best_model.pt")
-    predictions, _ = predict(saved, collect_inputs([root / "val"]))
-    truth = [Path(p.path).parent.name for p in predictions]
-    correct = sum(p.labels[0] == t for p, t in zip(predictions, truth))
-    assert len(predictions) == report.num_samples and correct / len(predictions) == pytest.approx(report.accuracy)

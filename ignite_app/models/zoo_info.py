@@ -66,14 +66,16 @@ class ZooInfo:
         """Channels the network itself takes."""
         return 3 if self.channels == "repeat" else self.in_chans
 
-    def describe(self) -> str:
-        """One line for the run log: source, channel handling, input size, pretrained."""
+    def describe(self, weights: str | None = None) -> str:
+        """One line for the run log: source, channel handling, input size, starting weights (``weights`` when they
+        come from elsewhere: a --weights file, a resumed checkpoint), head."""
         size = (f"fixed input {self.fixed_size[0]}x{self.fixed_size[1]}" if self.fixed_size
                 else f"min input {self.min_size[0]}x{self.min_size[1]}" if self.min_size else "any input size")
         chans = {"native": f"{self.in_chans} channel(s)",
                  "timm_in_chans": f"{self.in_chans} channel(s) (timm in_chans, first layer adapted)",
                  "repeat": f"{self.in_chans} channel repeated to 3"}[self.channels]
-        weights = f"pretrained {self.config.weights}" if self.pretrained and self.config else "random init"
+        if weights is None:
+            weights = f"pretrained {self.config.weights}" if self.pretrained and self.config else "random init"
         return f"{self.name}: {self.source}, {chans}, {size}, {weights}, head {', '.join(self.head)}"
 
 
