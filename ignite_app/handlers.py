@@ -272,10 +272,12 @@ def attach_lr_scheduler(trainer: Engine, evaluator: Engine, optimizer: torch.opt
         steps_per_epoch = groups.steps_per_epoch(epoch_length)
         total = config.epochs * steps_per_epoch
         warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+        # a warm-up of one step would start at lr / 1 = lr: none at all (and ignite refuses one shorter than 2)
+        warmup = warmup if warmup >= 2 else 0
         cosine = CosineAnnealingScheduler(optimizer, "lr", start_value=config.lr, end_value=0.0,
                                           cycle_size=total - warmup + 1)  # one cycle: no restart at the end
         scheduler = cosine
-        if warmup > 0:
+        if warmup:
             scheduler = create_lr_scheduler_with_warmup(cosine, warmup_start_value=config.lr / warmup,
                                                         warmup_end_value=config.lr, warmup_duration=warmup)
         starts = Events.ITERATION_STARTED(event_filter=groups.starts_group) if groups.size > 1 else \

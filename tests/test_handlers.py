@@ -144,6 +144,19 @@ def test_cosine_warms_up_then_decays_to_zero_over_the_run():
     assert 0 < lrs[-1] < 0.005
 
 
+def test_a_warm_up_of_one_step_is_no_warm_up():
+    """One step per epoch and --warmup-epochs 1: ignite refuses a warm-up shorter than 2 steps (a ValueError
+    before the run started), and one of a single step would start at lr anyway."""
+    trainer, evaluator = Engine(lambda e, b: None), Engine(lambda e, b: None)
+    optimizer = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
+    config = TrainConfig(lr_scheduler="cosine", lr=0.1, warmup_epochs=1, epochs=4)
+    attach_lr_scheduler(trainer, evaluator, optimizer, config, epoch_length=1)
+    lrs = []
+    trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: lrs.append(optimizer.param_groups[0]["lr"]))
+    trainer.run([0], max_epochs=4)
+    assert lrs[0] == 0.1 and len(lrs) == 4 and all(a > b > 0 for a, b in zip(lrs, lrs[1:]))
+
+
 def scripted_trainer(outputs):
     """A trainer whose step returns outputs[i] = (loss, batch_size) in turn."""
     it = iter(outputs)
