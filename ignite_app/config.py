@@ -375,7 +375,7 @@ class TrainConfig(Options):
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
     def _check_transfer_options(self) -> None:
-        """Refuse transfer-learning options that cannot apply (issue 14); a zoo name is checked last, since that
+        """Refuse transfer-learning options that cannot apply; a zoo name is checked last, since that
         imports torchvision and timm."""
         zoo = self.model.partition(":")[0] in {source.prefix for source in MODELS.sources()}
         if self.pretrained and self.weights is not None:

@@ -228,7 +228,7 @@ def _zoo(function: str, *bound: str) -> Callable[..., Any]:
     return call
 
 
-# The model zoos (issue 14): every torchvision classification network and every timm network, by name.
+# The model zoos: every torchvision classification network and every timm network, by name.
 MODELS.add_source(Source("torchvision", _zoo("source_names", "torchvision"), _zoo("resolve", "torchvision"),
                          "torchvision classification network"))
 MODELS.add_source(Source("timm", _zoo("source_names", "timm"), _zoo("resolve", "timm"), "timm network"))

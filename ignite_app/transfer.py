@@ -1,4 +1,4 @@
-"""Transfer learning in a run (issue 14): the input a pretrained network expects, its weights, a frozen backbone.
+"""Transfer learning in a run: the input a pretrained network expects, its weights, a frozen backbone.
 
 :func:`ignite_app.app.build` calls, in order:
 

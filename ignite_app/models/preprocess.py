@@ -6,7 +6,7 @@ preprocessing converts them to float and normalises them with the mean and std i
 normalisation constants are therefore part of the model's weights: whoever loads ``best_model.pt`` (evaluation,
 prediction, an export) feeds it the same raw pixels training did, and nothing has to be kept in step by hand.
 
-Two optional steps adapt the images to a network built for other ones (issue 14): a grayscale image is repeated to
+Two optional steps adapt the images to a network built for other ones: a grayscale image is repeated to
 the 3 channels of a torchvision network (:class:`ChannelRepeat`), and images of a fixed size (the 8x8 digits) are
 resized on the device to the network's input size. Neither has state, so the saved keys stay ``preprocess.mean``
 and ``preprocess.std``; :meth:`Preprocess.description` says what the module does, checkpoints store it under
