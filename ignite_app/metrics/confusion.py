@@ -18,6 +18,7 @@ from ignite.metrics.metric import EpochWise, MetricUsage, reinit__is_reduced, sy
 from torch import Tensor
 
 from ignite_app.metrics.labelmap import check_class_names
+from ignite_app.metrics.publish import check_metric_name, publish
 from ignite_app.metrics.report import ACCURACY, F1_MACRO, PRECISION_MACRO, RECALL_MACRO, ClassificationReport
 from ignite_app.metrics.score_report import AP_MACRO, ECE, ROC_AUC_MACRO
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["REPORT", "ConfusionMatrixMetric"]
 
 REPORT = "report"  # default name of the metric itself: the ClassificationReport is stored under it
-_UNSET = object()  # marks "this metric has not written the key", whatever another writer stored there
 _INTEGER_DTYPES = frozenset(
     {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64}
 )
@@ -162,28 +162,15 @@ class ConfusionMatrixMetric(Metric):
 
     def attach(self, engine: Engine, name: str = REPORT, usage: str | MetricUsage = EpochWise()) -> None:
         """Attach to `engine`; the report goes to ``engine.state.metrics[name]``, the scalars beside it."""
-        if name in (ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO, AP_MACRO, ROC_AUC_MACRO, ECE):
-            raise ValueError(
-                f"metric name {name!r} collides with a scalar this metric publishes; "
-                f"use another name, for example the default {REPORT!r}"
-            )
+        check_metric_name(name, (ACCURACY, PRECISION_MACRO, RECALL_MACRO, F1_MACRO, AP_MACRO, ROC_AUC_MACRO, ECE),
+                          REPORT)
         super().attach(engine, name, usage)
 
     def completed(self, engine: Engine, name: str) -> None:
         """Compute the report and put it and its flat scalars into ``engine.state.metrics``."""
         report = self.compute()
-        values: dict[str, Any] = {**report.scalars(), name: report}
-        metrics = engine.state.metrics
-        # A key may hold what this metric wrote last time (next epoch, next evaluator run); anything else
-        # there was written by someone else, and overwriting it would silently corrupt their result.
-        clashes = [key for key in values if key in metrics and metrics[key] is not self._published.get(key, _UNSET)]
-        if clashes:
-            raise ValueError(
-                f"ConfusionMatrixMetric {name!r} would overwrite engine.state.metrics keys {clashes} written by "
-                f"another metric or handler; it publishes {list(values)}; hint: rename the other metric"
-            )
-        metrics.update(values)
-        self._published = values
+        self._published = publish(engine.state.metrics, {**report.scalars(), name: report}, self._published,
+                                  f"ConfusionMatrixMetric {name!r}")
 
     def _check_output(self, output: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         if not isinstance(output, (tuple, list)) or len(output) != 2:

@@ -42,6 +42,7 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import EpochWise, MetricUsage, reinit__is_reduced
 from torch import Tensor
 
+from ignite_app.metrics.publish import check_metric_name, publish
 from ignite_app.metrics.ranking import (
     CALIBRATION_BINS,
     PR_THRESHOLDS,
@@ -332,23 +333,14 @@ class ScoreMetric(Metric):
 
     def attach(self, engine: Engine, name: str = SCORES, usage: str | MetricUsage = EpochWise()) -> None:
         """Attach to `engine`; the report goes to ``engine.state.metrics[name]``, the scalars beside it."""
-        if name in (AP_MACRO, ROC_AUC_MACRO, ECE):
-            raise ValueError(f"metric name {name!r} collides with a scalar this metric publishes; use another "
-                             f"name, for example the default {SCORES!r}")
+        check_metric_name(name, (AP_MACRO, ROC_AUC_MACRO, ECE), SCORES)
         super().attach(engine, name, usage)
 
     def completed(self, engine: Engine, name: str) -> None:
         """Compute the report and put it and its scalars into ``engine.state.metrics``."""
         report = self.compute()
-        values: dict[str, Any] = {**report.scalars(), name: report}
-        metrics = engine.state.metrics
-        # A key may hold what this metric wrote last time; anything else there belongs to someone else.
-        clashes = [key for key in values if key in metrics and metrics[key] is not self._published.get(key, _UNSET)]
-        if clashes:
-            raise ValueError(f"ScoreMetric {name!r} would overwrite engine.state.metrics keys {clashes} written by "
-                             f"another metric or handler; it publishes {list(values)}; hint: rename the other one")
-        metrics.update(values)
-        self._published = values
+        self._published = publish(engine.state.metrics, {**report.scalars(), name: report}, self._published,
+                                  f"ScoreMetric {name!r}")
 
     def _check_output(self, output: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         if not isinstance(output, (tuple, list)) or len(output) != 2:
@@ -383,7 +375,6 @@ def all_gather_rows(tensor: Tensor, rows: list[int]) -> Tensor:
     return torch.cat([gathered[r * longest:r * longest + n] for r, n in enumerate(rows)])
 
 
-_UNSET = object()  # marks "this metric has not written the key", whatever another writer stored there
 
 
 def _check_int(name: str, value: Any, minimum: int, hint: str) -> int:
